@@ -1,0 +1,26 @@
+//! `common`: Python's `multiprocessing`, ported to Rust over `fork()`, for the six demos
+//! of this workspace.
+//!
+//! Every demo of the workspace stands on this crate, so each demo's `main.rs` can read
+//! like its Python script while the subtle code lives here, once.
+//!
+//! | Python | Rust |
+//! | --- | --- |
+//! | `multiprocessing.Process(name=, target=, daemon=)` | [`Process::new(target).name(..).daemon(..)`](process::Process) |
+//! | `p.start()`, `p.join()`, `p.join(timeout)` | [`start()`](process::Process::start), [`join()`](process::Process::join), [`join_timeout(d)`](process::Process::join_timeout) |
+//! | `p.terminate()`, `p.kill()` | [`terminate()`](process::Process::terminate), [`kill()`](process::Process::kill) |
+//! | `p.is_alive()`, `p.exitcode`, `p.pid`, `repr(p)` | [`is_alive()`](process::Process::is_alive), [`exitcode()`](process::Process::exitcode), [`pid()`](process::Process::pid), `Display` |
+//! | `p.name`, `p.daemon` | [`get_name()`](process::Process::get_name), [`is_daemon()`](process::Process::is_daemon) |
+//! | `multiprocessing.current_process().name` | [`current_process().name()`](process::current_process) |
+//! | `multiprocessing.active_children()` | [`active_children()`](process::active_children) |
+//! | `do_something(count, out_list)` | [`do_something(count)`](workload::do_something) |
+//!
+//! Forking is only sound in a single-threaded process, so [`process::Process::start`]
+//! refuses with an error when other threads run.
+
+pub mod cli;
+pub mod process;
+mod sys;
+pub mod workload;
+
+pub use process::{Process, ProcessError, current_process};

@@ -1,0 +1,713 @@
+//! `Process`: Python's `multiprocessing.Process`, over `fork()`.
+//!
+//! | Python | Rust |
+//! | --- | --- |
+//! | `Process(target=f, name='n', daemon=True)` | `Process::new(f).name("n").daemon(true)` |
+//! | `p.start()`, `p.join()`, `p.join(0.5)` | `p.start()?`, `p.join()?`, `p.join_timeout(d)?` |
+//! | `p.terminate()`, `p.kill()` | `p.terminate()?`, `p.kill()?` |
+//! | `p.is_alive()`, `p.exitcode`, `p.pid` | `p.is_alive()`, `p.exitcode()`, `p.pid()` |
+//! | `p.name`, `p.daemon`, `repr(p)` | `p.get_name()`, `p.is_daemon()`, `p.to_string()` |
+//! | `current_process().name` | `current_process().name()` |
+//!
+//! The target is a closure. It runs in a forked child, which is a copy of the parent:
+//! whatever the closure captured is the child's own copy, and what the child changes in
+//! it the parent never sees (use [`crate::shm`] to share memory).
+//!
+//! What happens around the target, as in Python:
+//! - the child's exit code is 0 when the target returns (or returns `Ok`), 1 when it
+//!   panics or returns `Err` (after printing `Process NAME:` and the message to stderr),
+//!   and `-N` when a signal `N` ends it (`-15` after [`Process::terminate`]);
+//! - when the parent leaves (returns from `main` or calls `std::process::exit`), the
+//!   children it has not joined are handled by an exit hook: daemonic ones are
+//!   terminated (and killed if they ignore SIGTERM for a second), then all are joined;
+//! - a daemonic child is also killed by the kernel when its parent dies without running
+//!   exit hooks, say by SIGKILL (`PR_SET_PDEATHSIG`), which Python cannot promise.
+//!
+//! ```
+//! use common::process::Process;
+//!
+//! let mut p = Process::new(|| println!("hello from the child")).name("greeter");
+//! p.start()?;
+//! p.join()?;
+//! assert_eq!(p.exitcode(), Some(0));
+//! # Ok::<(), common::process::ProcessError>(())
+//! ```
+
+use std::borrow::Cow;
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::AsFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::prctl;
+use nix::sys::signal;
+pub use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{self, ForkResult, Pid};
+
+use crate::sys;
+
+/// How long the exit hook gives a terminated daemonic child before it sends SIGKILL.
+const DAEMON_GRACE: Duration = Duration::from_secs(1);
+
+/// What can go wrong when starting, joining or signalling a [`Process`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// `start()` was called a second time; a process can be started once, as in Python.
+    #[error("process '{name}' was already started; create a new Process to run the target again")]
+    AlreadyStarted {
+        /// The process's name.
+        name: String,
+    },
+    /// `join()`, `terminate()`, `kill()` or `signal()` before `start()`.
+    #[error("process '{name}' has not been started; call start() first")]
+    NotStarted {
+        /// The process's name.
+        name: String,
+    },
+    /// The name holds a NUL byte, which no OS process name can carry.
+    #[error("process name {name:?} contains a NUL byte; use a name without one")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// `fork()` was refused because the process runs more than one thread.
+    #[error(
+        "cannot fork: this process runs {threads} threads, and fork() is only sound with one \
+         (a lock held by another thread would stay locked in the child); \
+         start processes before starting threads"
+    )]
+    MultiThreaded {
+        /// The number of threads seen in `/proc/self/status`.
+        threads: usize,
+    },
+    /// A daemonic process tried to start a child, which Python forbids too: the
+    /// daemon's children would be orphaned when the daemon is terminated.
+    #[error("daemonic processes are not allowed to have children (as in Python)")]
+    DaemonicParent,
+    /// The `Process` was created by another process (a copy inherited through fork).
+    #[error(
+        "process '{name}' was created by process {owner}; only that process can start, \
+         join or signal it"
+    )]
+    NotOwner {
+        /// The process's name.
+        name: String,
+        /// The pid of the process that created the `Process` value.
+        owner: u32,
+    },
+    /// A system call failed.
+    #[error("{call} failed: {source}")]
+    Os {
+        /// The call that failed.
+        call: &'static str,
+        /// The error it returned.
+        #[source]
+        source: Errno,
+    },
+}
+
+/// What a target may return: `()`, or a `Result` whose error fails the process
+/// (exit code 1, the error printed to stderr like a Python traceback).
+pub trait TargetResult {
+    /// `Ok` for success, `Err` with the message to print for a failure.
+    fn into_outcome(self) -> Result<(), String>;
+}
+
+impl TargetResult for () {
+    fn into_outcome(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> TargetResult for Result<(), E> {
+    fn into_outcome(self) -> Result<(), String> {
+        self.map_err(|error| format!("{error:#}"))
+    }
+}
+
+type Target = Box<dyn FnOnce() -> Result<(), String>>;
+
+/// A child process running a closure: Python's `multiprocessing.Process`.
+///
+/// Build it with [`Process::new`], [`Process::name`] and [`Process::daemon`], then
+/// [`start`](Process::start) it. Dropping a `Process` neither kills nor joins the
+/// child: as in Python, it is joined when the parent exits.
+///
+/// ```
+/// use common::process::Process;
+///
+/// let mut p = Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
+/// assert_eq!(p.to_string(), format!("<Process name='{}' parent={} initial>",
+///     p.get_name(), std::process::id()));
+/// p.start()?;
+/// assert!(p.is_alive());
+/// p.terminate()?;
+/// p.join()?;
+/// assert_eq!(p.exitcode(), Some(-15));
+/// assert!(p.to_string().ends_with("stopped exitcode=-SIGTERM>"));
+/// # Ok::<(), common::process::ProcessError>(())
+/// ```
+pub struct Process {
+    name: String,
+    daemon: bool,
+    identity: Vec<u32>,
+    parent: Pid,
+    target: Option<Target>,
+    child: Option<Arc<Child>>,
+}
+
+impl Process {
+    /// A process that will run `target` once started, named `Process-N` where `N`
+    /// counts the processes created so far by this process (as in Python, a process
+    /// given a name of its own uses up a number too). A child's own children are named
+    /// `Process-N:M`.
+    ///
+    /// ```
+    /// use common::process::Process;
+    ///
+    /// let first = Process::new(|| ());
+    /// let second = Process::new(|| ()).name("worker");
+    /// let third = Process::new(|| ());
+    /// assert_eq!(first.get_name(), "Process-1");
+    /// assert_eq!(second.get_name(), "worker");
+    /// assert_eq!(third.get_name(), "Process-3");
+    /// ```
+    pub fn new<F, R>(target: F) -> Self
+    where
+        F: FnOnce() -> R + 'static,
+        R: TargetResult,
+    {
+        let identity = {
+            let mut current = current();
+            current.created += 1;
+            let mut identity = current.identity.clone();
+            identity.push(current.created);
+            identity
+        };
+        let numbers: Vec<String> = identity.iter().map(u32::to_string).collect();
+        Process {
+            name: format!("Process-{}", numbers.join(":")),
+            daemon: false,
+            identity,
+            parent: unistd::getpid(),
+            target: Some(Box::new(move || target().into_outcome())),
+            child: None,
+        }
+    }
+
+    /// Sets the process's name (Python's `name=`), shown by [`current_process`] in the
+    /// child and, cut to 15 bytes, as the child's OS name in `ps` and `/proc/PID/comm`.
+    ///
+    /// ```
+    /// let p = common::process::Process::new(|| ()).name("do_something process 1");
+    /// assert_eq!(p.get_name(), "do_something process 1");
+    /// ```
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Makes the process daemonic (Python's `daemon=True`): it is terminated, not
+    /// waited for, when the parent exits, and killed by the kernel if the parent dies.
+    ///
+    /// ```
+    /// let p = common::process::Process::new(|| ()).daemon(true);
+    /// assert!(p.is_daemon());
+    /// ```
+    #[must_use]
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// The process's name (Python's `p.name`). `name(..)` is the builder that sets it.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the process is daemonic (Python's `p.daemon`).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The child's pid once started (Python's `p.pid`), `None` before.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.pid.as_raw() as u32)
+    }
+
+    /// Forks the child, which runs the target and exits (Python's `p.start()`).
+    ///
+    /// Flushes stdout and stderr first, so that nothing printed before is printed twice.
+    ///
+    /// # Errors
+    /// [`ProcessError::AlreadyStarted`], [`ProcessError::InvalidName`],
+    /// [`ProcessError::MultiThreaded`] (fork is unsound with other threads running),
+    /// [`ProcessError::DaemonicParent`], [`ProcessError::NotOwner`], or
+    /// [`ProcessError::Os`] when `fork()` fails.
+    pub fn start(&mut self) -> Result<(), ProcessError> {
+        self.check_owner()?;
+        if self.target.is_none() {
+            return Err(ProcessError::AlreadyStarted {
+                name: self.name.clone(),
+            });
+        }
+        let os_name = match CString::new(self.name.as_bytes()) {
+            Ok(_) => sys::os_name(&self.name),
+            Err(_) => {
+                return Err(ProcessError::InvalidName {
+                    name: self.name.clone(),
+                });
+            }
+        };
+        if current().daemon {
+            return Err(ProcessError::DaemonicParent);
+        }
+        ensure_single_threaded()?;
+        reap_finished_children();
+        register_exit_hook();
+        sys::flush_std();
+
+        // SAFETY: the process is single-threaded (checked just above), so no other
+        // thread can hold a lock that the child would inherit locked. The child runs
+        // only `run_child`, which never returns: it leaves with `_exit`.
+        match unsafe { unistd::fork() } {
+            Err(source) => Err(ProcessError::Os {
+                call: "fork",
+                source,
+            }),
+            Ok(ForkResult::Child) => {
+                let target = self.target.take().expect("checked above");
+                let setup = ChildSetup {
+                    name: self.name.clone(),
+                    os_name,
+                    identity: self.identity.clone(),
+                    daemon: self.daemon,
+                    parent: self.parent,
+                };
+                run_child(setup, target)
+            }
+            Ok(ForkResult::Parent { child }) => {
+                self.target = None;
+                let child = Arc::new(Child {
+                    pid: child,
+                    daemon: self.daemon,
+                    exitcode: OnceLock::new(),
+                });
+                children().push(Arc::clone(&child));
+                self.child = Some(child);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the child to end and returns its exit code (Python's `p.join()`).
+    ///
+    /// # Errors
+    /// [`ProcessError::NotStarted`], [`ProcessError::NotOwner`], or
+    /// [`ProcessError::Os`] if `waitpid` fails.
+    pub fn join(&self) -> Result<i32, ProcessError> {
+        self.started_child()?.wait()
+    }
+
+    /// Waits at most `timeout` for the child to end (Python's `p.join(timeout)`):
+    /// `Some(exit code)` if it ended, `None` if it is still running.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use common::process::Process;
+    ///
+    /// let mut p = Process::new(|| std::thread::sleep(Duration::from_secs(5)));
+    /// p.start()?;
+    /// assert_eq!(p.join_timeout(Duration::from_millis(50))?, None);
+    /// assert!(p.is_alive());
+    /// p.kill()?;
+    /// assert_eq!(p.join_timeout(Duration::from_secs(5))?, Some(-9));
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Process::join`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        self.started_child()?.wait_timeout(timeout)
+    }
+
+    /// Sends SIGTERM (Python's `p.terminate()`). Does nothing once the child has ended.
+    ///
+    /// # Errors
+    /// [`ProcessError::NotStarted`], [`ProcessError::NotOwner`].
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.signal(Signal::SIGTERM)
+    }
+
+    /// Sends SIGKILL (Python's `p.kill()`). Does nothing once the child has ended.
+    ///
+    /// # Errors
+    /// As [`Process::terminate`].
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.signal(Signal::SIGKILL)
+    }
+
+    /// Sends `signal` to the child (Python's `os.kill(p.pid, signal)`), unless it has
+    /// already ended.
+    ///
+    /// # Errors
+    /// As [`Process::terminate`].
+    pub fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
+        self.started_child()?.signal(signal)
+    }
+
+    /// Whether the child has been started and has not ended yet (Python's
+    /// `p.is_alive()`). Reaps the child if it has ended, so no zombie stays.
+    pub fn is_alive(&self) -> bool {
+        self.child
+            .as_ref()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The exit code (Python's `p.exitcode`): `None` before start and while running,
+    /// `Some(0)` on success, `Some(1)` after a panic or an `Err`, `Some(-N)` when
+    /// signal `N` ended the child.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.child
+            .as_ref()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    fn started_child(&self) -> Result<&Child, ProcessError> {
+        self.check_owner()?;
+        self.child
+            .as_deref()
+            .ok_or_else(|| ProcessError::NotStarted {
+                name: self.name.clone(),
+            })
+    }
+
+    fn check_owner(&self) -> Result<(), ProcessError> {
+        if self.parent == unistd::getpid() {
+            Ok(())
+        } else {
+            Err(ProcessError::NotOwner {
+                name: self.name.clone(),
+                owner: self.parent.as_raw() as u32,
+            })
+        }
+    }
+}
+
+/// Python's `repr(p)`, e.g. `<Process name='Process-1' pid=42 parent=41 started>`.
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let exitcode = self.exitcode();
+        let status = match (&self.child, exitcode) {
+            (None, _) => "initial",
+            (Some(_), None) => "started",
+            (Some(_), Some(_)) => "stopped",
+        };
+        write!(f, "<Process name='{}'", self.name)?;
+        if let Some(pid) = self.pid() {
+            write!(f, " pid={pid}")?;
+        }
+        write!(f, " parent={} {status}", self.parent)?;
+        if let Some(code) = exitcode {
+            write!(f, " exitcode={}", exitcode_name(code))?;
+        }
+        if self.daemon {
+            f.write_str(" daemon")?;
+        }
+        f.write_str(">")
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An exit code as Python's `repr` shows it: `-SIGTERM` for `-15`, `0` for `0`.
+///
+/// ```
+/// assert_eq!(common::process::exitcode_name(-15), "-SIGTERM");
+/// assert_eq!(common::process::exitcode_name(1), "1");
+/// ```
+pub fn exitcode_name(code: i32) -> String {
+    match Signal::try_from(-code) {
+        Ok(signal) if code < 0 => format!("-{}", signal.as_str()),
+        _ => code.to_string(),
+    }
+}
+
+/// The process this code runs in, as [`current_process`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl CurrentProcess {
+    /// `MainProcess` in the program's first process, the [`Process`]'s name in a child.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether this process is a daemonic child.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+}
+
+/// Python's `multiprocessing.current_process()`: the name (`MainProcess` in the
+/// program's first process), pid and daemon flag of the calling process.
+///
+/// ```
+/// let me = common::process::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+pub fn current_process() -> CurrentProcess {
+    let current = current();
+    CurrentProcess {
+        name: current.name.to_string(),
+        pid: std::process::id(),
+        daemon: current.daemon,
+    }
+}
+
+/// Python's `multiprocessing.active_children()`: the pids of this process's children
+/// that are still running. Reaps the ones that have ended, so no zombie stays.
+///
+/// ```
+/// assert!(common::process::active_children().is_empty());
+/// ```
+pub fn active_children() -> Vec<u32> {
+    reap_finished_children();
+    children()
+        .iter()
+        .map(|child| child.pid.as_raw() as u32)
+        .collect()
+}
+
+/// The calling process's own identity, as its `Process` gave it in the parent.
+struct Current {
+    name: Cow<'static, str>,
+    identity: Vec<u32>,
+    created: u32,
+    daemon: bool,
+}
+
+static CURRENT: Mutex<Current> = Mutex::new(Current {
+    name: Cow::Borrowed("MainProcess"),
+    identity: Vec::new(),
+    created: 0,
+    daemon: false,
+});
+
+fn current() -> MutexGuard<'static, Current> {
+    CURRENT.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A started child, shared by its `Process` and the registry of children that the
+/// exit hook joins.
+struct Child {
+    pid: Pid,
+    daemon: bool,
+    exitcode: OnceLock<i32>,
+}
+
+/// The children started by this process and not reaped yet.
+static CHILDREN: Mutex<Vec<Arc<Child>>> = Mutex::new(Vec::new());
+
+fn children() -> MutexGuard<'static, Vec<Arc<Child>>> {
+    CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Child {
+    /// Reaps the child without blocking: `Some(exit code)` once it has ended.
+    fn try_wait(&self) -> Result<Option<i32>, ProcessError> {
+        self.reap(Some(WaitPidFlag::WNOHANG))
+    }
+
+    /// Blocks until the child ends and returns its exit code.
+    fn wait(&self) -> Result<i32, ProcessError> {
+        loop {
+            if let Some(code) = self.reap(None)? {
+                return Ok(code);
+            }
+        }
+    }
+
+    fn wait_timeout(&self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        if let Some(code) = self.try_wait()? {
+            return Ok(Some(code));
+        }
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return self.wait().map(Some);
+        };
+        let pidfd = sys::pidfd_open(self.pid);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return self.try_wait();
+            }
+            let remaining = deadline - now;
+            match &pidfd {
+                Some(fd) => {
+                    sys::poll_readable(&[fd.as_fd()], remaining).map_err(|error| {
+                        ProcessError::Os {
+                            call: "poll",
+                            source: Errno::from_raw(error.raw_os_error().unwrap_or(0)),
+                        }
+                    })?;
+                }
+                None => std::thread::sleep(remaining.min(Duration::from_millis(2))),
+            }
+            if let Some(code) = self.try_wait()? {
+                return Ok(Some(code));
+            }
+        }
+    }
+
+    fn reap(&self, flags: Option<WaitPidFlag>) -> Result<Option<i32>, ProcessError> {
+        if let Some(code) = self.exitcode.get() {
+            return Ok(Some(*code));
+        }
+        let code = match waitpid(self.pid, flags) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => -(signal as i32),
+            Ok(_) => return Ok(None),
+            Err(Errno::EINTR) => return Ok(None),
+            Err(source) => {
+                return Err(ProcessError::Os {
+                    call: "waitpid",
+                    source,
+                });
+            }
+        };
+        let _ = self.exitcode.set(code);
+        children().retain(|child| child.pid != self.pid);
+        Ok(Some(code))
+    }
+
+    fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
+        // An unreaped child keeps its pid (as a zombie once ended), so the pid cannot
+        // name another process here.
+        if self.exitcode.get().is_some() {
+            return Ok(());
+        }
+        match signal::kill(self.pid, signal) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(source) => Err(ProcessError::Os {
+                call: "kill",
+                source,
+            }),
+        }
+    }
+}
+
+/// Python's `multiprocessing.process._cleanup()`: reaps children that have ended,
+/// including those whose `Process` was dropped without `join`.
+fn reap_finished_children() {
+    let snapshot: Vec<Arc<Child>> = children().clone();
+    for child in snapshot {
+        let _ = child.try_wait();
+    }
+}
+
+/// Handles the children still registered, as Python does at interpreter exit:
+/// daemonic ones are terminated (and killed after [`DAEMON_GRACE`]), then every child
+/// is joined.
+fn shutdown_children() {
+    let snapshot: Vec<Arc<Child>> = children().clone();
+    for child in snapshot.iter().filter(|child| child.daemon) {
+        let _ = child.signal(Signal::SIGTERM);
+    }
+    for child in &snapshot {
+        if child.daemon && matches!(child.wait_timeout(DAEMON_GRACE), Ok(None)) {
+            let _ = child.signal(Signal::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+}
+
+extern "C" fn exit_hook() {
+    shutdown_children();
+}
+
+fn register_exit_hook() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: `exit_hook` is an `extern "C" fn()` that never unwinds (it ignores
+        // every error), which is all `atexit` requires of its argument.
+        unsafe {
+            libc::atexit(exit_hook);
+        }
+    });
+}
+
+/// Refuses to fork in a multi-threaded process (see [`ProcessError::MultiThreaded`]).
+pub(crate) fn ensure_single_threaded() -> Result<(), ProcessError> {
+    match sys::thread_count() {
+        Some(threads) if threads > 1 => Err(ProcessError::MultiThreaded { threads }),
+        _ => Ok(()),
+    }
+}
+
+/// What a forked child needs to know about itself.
+struct ChildSetup {
+    name: String,
+    os_name: CString,
+    identity: Vec<u32>,
+    daemon: bool,
+    parent: Pid,
+}
+
+/// The forked child's whole life: set itself up, run the target, handle its own
+/// children, flush, and `_exit` without returning into the parent's code.
+fn run_child(setup: ChildSetup, target: Target) -> ! {
+    if setup.daemon {
+        // The kernel kills a daemonic child when its parent dies, even by SIGKILL.
+        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+        // The parent may have died before the line above: then we were reparented.
+        if unistd::getppid() != setup.parent {
+            sys::exit_now(1);
+        }
+    }
+    let _ = prctl::set_name(&setup.os_name);
+    {
+        let mut current = current();
+        current.name = Cow::Owned(setup.name.clone());
+        current.identity = setup.identity;
+        current.created = 0;
+        current.daemon = setup.daemon;
+    }
+    // The parent's children are the parent's to join, not ours.
+    children().clear();
+
+    let name = setup.name;
+    let hook_name = name.clone();
+    panic::set_hook(Box::new(move |info| {
+        eprintln!("Process {hook_name}:\n{info}");
+    }));
+    let code = match panic::catch_unwind(AssertUnwindSafe(target)) {
+        Ok(Ok(())) => 0,
+        Ok(Err(message)) => {
+            eprintln!("Process {name}:\nError: {message}");
+            1
+        }
+        Err(_) => 1,
+    };
+    shutdown_children();
+    sys::exit_now(code)
+}

@@ -1,0 +1,315 @@
+//! Helpers for the workspace's multi-process tests.
+//!
+//! A test harness runs tests on threads, so no test may fork in-process (see the
+//! design). Tests run a single-threaded binary instead, with these helpers: every wait
+//! has a time limit, so a bug fails the test instead of hanging CI, and a binary still
+//! running when its [`Running`] is dropped is killed with its whole process group.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
+
+/// What a finished run printed and how it ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// How the process ended.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// The exit code, or a panic that names the signal that ended the process.
+    pub fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        self.status.code().unwrap_or_else(|| {
+            panic!(
+                "killed by signal {:?}\nstdout:\n{}\nstderr:\n{}",
+                self.status.signal(),
+                self.stdout,
+                self.stderr
+            )
+        })
+    }
+}
+
+/// A binary running in a process group of its own, its stdout read line by line.
+pub struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Running {
+    /// Spawns `command` as the leader of a new process group, stdout and stderr piped.
+    pub fn spawn(command: &mut Command) -> Running {
+        let mut child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the binary under test");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr_pipe.read_to_string(&mut text);
+            text
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The pid of the binary, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits at most `limit` for a stdout line for which `wanted` holds, and returns
+    /// it. Panics with every line seen so far when none comes in time.
+    pub fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "no wanted line within {limit:?}; stdout so far:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to the binary alone.
+    pub fn signal(&self, signal: i32) {
+        send(self.pid() as i32, signal);
+    }
+
+    /// Sends `signal` to the binary's whole process group, as Ctrl-C does in a terminal.
+    pub fn signal_group(&self, signal: i32) {
+        send(-(self.pid() as i32), signal);
+    }
+
+    /// Waits at most `limit` for the binary to end; panics (after killing its group)
+    /// when it does not.
+    pub fn finish(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                self.signal_group(libc::SIGKILL);
+                let _ = self.child.wait();
+                panic!(
+                    "still running after {limit:?}; stdout so far:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The pipes close when the last process of the group holding them exits: a
+        // leftover child keeps them open, so read what is there with a time limit.
+        while let Ok(line) = self.lines.recv_timeout(remaining(deadline)) {
+            self.seen.push(line);
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .map(collect_with_limit(deadline))
+            .unwrap_or_default();
+        Finished {
+            status,
+            stdout: self.seen.iter().map(|l| format!("{l}\n")).collect(),
+            stderr,
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100))
+}
+
+fn collect_with_limit(deadline: Instant) -> impl FnOnce(JoinHandle<String>) -> String {
+    move |handle| {
+        while !handle.is_finished() && Instant::now() < deadline + Duration::from_millis(100) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if handle.is_finished() {
+            handle.join().unwrap_or_default()
+        } else {
+            String::from("<stderr still open: a process of the group is still running>")
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal_group(libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `command` to the end with a time limit of `limit` (see [`Running::finish`]).
+pub fn run(command: &mut Command, limit: Duration) -> Finished {
+    Running::spawn(command).finish(limit)
+}
+
+fn send(target: i32, signal: i32) {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    unsafe {
+        libc::kill(target, signal);
+    }
+}
+
+/// One line of `/proc/PID/stat`, the fields the tests need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// The process id.
+    pub pid: u32,
+    /// The OS name (`comm`), at most 15 bytes.
+    pub comm: String,
+    /// `R`, `S`, `Z` (zombie), ...
+    pub state: char,
+    /// The parent's pid.
+    pub ppid: u32,
+    /// The process group id.
+    pub pgrp: u32,
+}
+
+/// Reads `/proc/PID/stat`; `None` when there is no such process.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_string();
+    let mut rest = text[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm,
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// Every process on the machine.
+pub fn all_processes() -> Vec<ProcStat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// Whether `pid` names a process that is still running (a zombie has ended).
+pub fn is_running(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|stat| stat.state != 'Z')
+}
+
+/// The processes of group `pgrp` that are still running (zombies left out).
+pub fn running_in_group(pgrp: u32) -> Vec<ProcStat> {
+    all_processes()
+        .into_iter()
+        .filter(|stat| stat.pgrp == pgrp && stat.state != 'Z')
+        .collect()
+}
+
+/// Polls `condition` every 10 ms until it holds (true) or `limit` has passed (false).
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The names of the entries in `/dev/shm`, to compare before and after a run.
+pub fn shm_entries() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat_reads_this_process() {
+        let me = proc_stat(std::process::id()).expect("own stat");
+        assert_eq!(me.pid, std::process::id());
+        assert_ne!(me.state, 'Z');
+        assert!(is_running(me.pid));
+    }
+
+    #[test]
+    fn run_reports_output_and_code() {
+        let done = run(
+            Command::new("sh").args(["-c", "echo one; echo two; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        );
+        assert_eq!(done.lines(), ["one", "two"]);
+        assert_eq!(done.stderr.trim(), "err");
+        assert_eq!(done.code(), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "still running")]
+    fn finish_fails_a_run_that_overstays() {
+        run(Command::new("sleep").arg("5"), Duration::from_millis(200));
+    }
+}
