@@ -284,6 +284,51 @@ pub fn shm_entries() -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// Asserts that the binary at `bin` rejects `args` as bad input: exit code 2 and a
+/// one-line error on stderr, no panic.
+pub fn assert_bad_input(bin: &str, args: &[&str]) {
+    let done = run(Command::new(bin).args(args), Duration::from_secs(20));
+    assert_eq!(done.code(), 2, "{args:?}: stderr {:?}", done.stderr);
+    let lines: Vec<&str> = done.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: not one line: {:?}", done.stderr);
+    assert!(lines[0].starts_with("error: "), "{:?}", lines[0]);
+    assert!(!done.stderr.contains("panicked"), "{:?}", done.stderr);
+}
+
+/// Asserts that `bin --help` exits 0 and prints a usage text that names `option`.
+pub fn assert_help_names(bin: &str, option: &str) {
+    let done = run(Command::new(bin).arg("--help"), Duration::from_secs(20));
+    assert_eq!(done.code(), 0, "{:?}", done.stderr);
+    assert!(done.stdout.contains("Usage:"), "{}", done.stdout);
+    assert!(done.stdout.contains(option), "{}", done.stdout);
+}
+
+/// Starts `bin` with `args` in a process group of its own, waits for a stdout line
+/// that `ready` accepts, presses Ctrl-C (SIGINT to the group), and asserts that within
+/// `limit` no process of the group is still running.
+pub fn assert_ctrl_c_leaves_nothing(
+    bin: &str,
+    args: &[&str],
+    ready: impl Fn(&str) -> bool,
+    limit: Duration,
+) {
+    let mut running = Running::spawn(Command::new(bin).args(args));
+    running.wait_for_line(ready, Duration::from_secs(20));
+    let group = running.pid();
+    assert!(
+        running_in_group(group).len() >= 2,
+        "the demo should have children by now: {:?}",
+        running_in_group(group)
+    );
+    running.signal_group(libc::SIGINT);
+    let gone = wait_until(limit, || running_in_group(group).is_empty());
+    assert!(
+        gone,
+        "still running {limit:?} after Ctrl-C: {:?}",
+        running_in_group(group)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,51 @@
+//! Runs the `naming_processes` binary and checks what it prints.
+
+use std::process::Command;
+use std::time::Duration;
+
+use test_support::{assert_bad_input, assert_help_names, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_naming_processes");
+const LIMIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn both_processes_report_their_names_and_list_lengths() {
+    let done = run(&mut Command::new(BIN), LIMIT);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let lines = done.lines();
+    for name in ["do_something process 1", "Process-2"] {
+        assert!(
+            lines.contains(&format!("Starting process name = {name}").as_str()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&format!("Exiting process name = {name}, list length = 1000").as_str()),
+            "{lines:?}"
+        );
+    }
+    assert_eq!(lines.len(), 5, "each line once: {lines:?}");
+    assert!(
+        lines[4].starts_with("Total time: ") && lines[4].ends_with(" s"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn count_sets_the_list_length() {
+    let done = run(Command::new(BIN).args(["--count", "7"]), LIMIT);
+    let lengths = done
+        .lines()
+        .iter()
+        .filter(|l| l.ends_with("list length = 7"))
+        .count();
+    assert_eq!(lengths, 2, "{}", done.stdout);
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    assert_bad_input(BIN, &["--count", "lots"]);
+    assert_bad_input(BIN, &["--count", "-1"]);
+    assert_bad_input(BIN, &["--count", "100000001"]);
+    assert_bad_input(BIN, &["--frobnicate"]);
+    assert_help_names(BIN, "--count");
+}

@@ -1,0 +1,60 @@
+//! Mirrors `python/spawning_processes.py`: a loop that spawns one process per `i`, each
+//! running `my_func(i)`, which prints its number and builds a list of `i * unit` random
+//! numbers.
+//!
+//! By default every process is started before any is joined, so they run at the same
+//! time and their lines interleave differently on each run. `--sequential` starts and
+//! joins them one at a time, as the original book did: the order is then fixed, and
+//! nothing runs in parallel. Try both with `--unit 2000000` and compare the time.
+
+use clap::Parser;
+use common::Process;
+use common::workload::do_something;
+
+/// Spawns processes in a loop, each doing a workload that grows with its number.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// How many processes to spawn (numbered from 0).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(0..=256))]
+    processes: u64,
+    /// Random numbers per unit of work: process i makes a list of i * unit numbers.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    unit: u64,
+    /// Start and join each process before starting the next (no parallelism).
+    #[arg(long)]
+    sequential: bool,
+}
+
+fn my_func(i: usize, unit: usize) {
+    println!("calling myFunc from process n°: {i}");
+    let output = do_something(i * unit);
+    println!(
+        "output from myFunc n°: {i} is a list of {} values",
+        output.len()
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Args = common::cli::parse();
+    let unit = args.unit as usize;
+
+    if args.sequential {
+        for i in 0..args.processes as usize {
+            let mut process = Process::new(move || my_func(i, unit));
+            process.start()?;
+            process.join()?;
+        }
+    } else {
+        let mut processes = Vec::new();
+        for i in 0..args.processes as usize {
+            let mut process = Process::new(move || my_func(i, unit));
+            process.start()?;
+            processes.push(process);
+        }
+        for process in &processes {
+            process.join()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Runs the `spawning_processes` binary and checks what it prints.
+
+use std::process::Command;
+use std::time::Duration;
+
+use test_support::{assert_bad_input, assert_help_names, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_spawning_processes");
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn expected_pair(i: usize, unit: usize) -> [String; 2] {
+    [
+        format!("calling myFunc from process n°: {i}"),
+        format!(
+            "output from myFunc n°: {i} is a list of {} values",
+            i * unit
+        ),
+    ]
+}
+
+#[test]
+fn every_process_reports_once_in_some_order() {
+    let done = run(&mut Command::new(BIN), LIMIT);
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let mut lines: Vec<String> = done.lines().iter().map(|l| l.to_string()).collect();
+    let mut expected: Vec<String> = (0..6).flat_map(|i| expected_pair(i, 1000)).collect();
+    lines.sort();
+    expected.sort();
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn sequential_keeps_the_loop_order() {
+    let done = run(
+        Command::new(BIN).args(["--sequential", "--processes", "4", "--unit", "10"]),
+        LIMIT,
+    );
+    let expected: Vec<String> = (0..4).flat_map(|i| expected_pair(i, 10)).collect();
+    assert_eq!(done.lines(), expected);
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    assert_bad_input(BIN, &["--processes", "many"]);
+    assert_bad_input(BIN, &["--processes", "100000"]);
+    assert_bad_input(BIN, &["--unit", "-5"]);
+    assert_help_names(BIN, "--sequential");
+}
