@@ -13,14 +13,22 @@
 //! | `p.name`, `p.daemon` | [`get_name()`](process::Process::get_name), [`is_daemon()`](process::Process::is_daemon) |
 //! | `multiprocessing.current_process().name` | [`current_process().name()`](process::current_process) |
 //! | `multiprocessing.active_children()` | [`active_children()`](process::active_children) |
+//! | `multiprocessing.Value('d', 0)`, `multiprocessing.Array('d', n)` | [`SharedValue::new(0.0)?`](shm::SharedValue), [`SharedArray::<f64>::new(n)?`](shm::SharedArray) |
+//! | `multiprocessing.Lock()`, `with lock:` | [`Lock::new()?`](sync::Lock), `let _guard = lock.acquire()?;` |
+//! | `multiprocessing.Barrier(n)`, `b.wait()` | [`Barrier::new(n)?`](sync::Barrier), `b.wait()?` |
 //! | `do_something(count, out_list)` | [`do_something(count)`](workload::do_something) |
 //!
 //! Forking is only sound in a single-threaded process, so [`process::Process::start`]
 //! refuses with an error when other threads run.
 
+pub mod bench;
 pub mod cli;
 pub mod process;
+pub mod shm;
+pub mod sync;
 mod sys;
 pub mod workload;
 
 pub use process::{Process, ProcessError, current_process};
+pub use shm::{SharedArray, SharedValue};
+pub use sync::{Barrier, Lock, SyncError};

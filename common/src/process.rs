@@ -36,6 +36,7 @@
 use std::borrow::Cow;
 use std::ffi::CString;
 use std::fmt;
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, PoisonError};
@@ -673,6 +674,13 @@ struct ChildSetup {
     parent: Pid,
 }
 
+/// Writes a failure report to stderr in one `write`, so that the reports of children
+/// failing at the same moment do not interleave (stderr is unbuffered: `eprintln!`
+/// would write it piece by piece).
+fn report_failure(report: &str) {
+    let _ = std::io::stderr().write_all(report.as_bytes());
+}
+
 /// The forked child's whole life: set itself up, run the target, handle its own
 /// children, flush, and `_exit` without returning into the parent's code.
 fn run_child(setup: ChildSetup, target: Target) -> ! {
@@ -698,12 +706,12 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
     let name = setup.name;
     let hook_name = name.clone();
     panic::set_hook(Box::new(move |info| {
-        eprintln!("Process {hook_name}:\n{info}");
+        report_failure(&format!("Process {hook_name}:\n{info}\n"));
     }));
     let code = match panic::catch_unwind(AssertUnwindSafe(target)) {
         Ok(Ok(())) => 0,
         Ok(Err(message)) => {
-            eprintln!("Process {name}:\nError: {message}");
+            report_failure(&format!("Process {name}:\nError: {message}\n"));
             1
         }
         Err(_) => 1,

@@ -2,7 +2,8 @@
 
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::unistd::Pid;
@@ -104,6 +105,114 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// This process's pid, cached: a `Lock` records its holder and a `Barrier` its waiting
+/// parties on every call, and `getpid` is a system call. A `pthread_atfork` handler
+/// refreshes the cache in every forked child, whoever forks.
+pub(crate) fn pid() -> u32 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        extern "C" fn refresh() {
+            PID.store(std::process::id(), Ordering::Relaxed);
+        }
+        refresh();
+        // SAFETY: `refresh` is an `extern "C" fn()` that only stores an integer, so it
+        // is safe to run in a freshly forked child; the other two handlers are absent.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(refresh));
+        }
+    });
+    PID.load(Ordering::Relaxed)
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// Whether process `pid` has ended (reaped, or a zombie waiting to be reaped).
+pub(crate) fn has_exited(pid: u32) -> bool {
+    let pid = Pid::from_raw(pid as i32);
+    match pidfd_open(pid) {
+        // A pidfd becomes readable when its process has ended, zombie or not.
+        Some(fd) => {
+            poll_readable(&[fd.as_fd()], Duration::ZERO).is_ok_and(|ready| !ready.is_empty())
+        }
+        None => nix::sys::signal::kill(pid, None) == Err(nix::errno::Errno::ESRCH),
+    }
+}
+
+/// The absolute `CLOCK_REALTIME` time `timeout` from now, as `pthread_mutex_timedlock`
+/// wants it, with the nanoseconds carried into seconds (raw_sync forgets the carry)
+/// and saturated instead of overflowing.
+pub(crate) fn realtime_deadline(timeout: Duration) -> libc::timespec {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let mut nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
+    let carry = nanos / 1_000_000_000;
+    nanos %= 1_000_000_000;
+    let secs = i64::try_from(timeout.as_secs())
+        .unwrap_or(i64::MAX)
+        .saturating_add(seconds_of(now))
+        .saturating_add(carry as i64);
+    libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: nanos as libc::c_long,
+    }
+}
+
+/// The seconds of `time` as an `i64`, whatever the width of the platform's `time_t`.
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+fn seconds_of(time: libc::timespec) -> i64 {
+    time.tv_sec as i64
+}
+
+/// Sleeps until `word` no longer holds `expected`, a wake-up, a signal, or `timeout`
+/// (`None`: no limit). Spurious returns happen: callers re-check their condition. The
+/// word may live in memory shared between processes (a non-private futex).
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    #[cfg(target_os = "linux")]
+    {
+        let relative = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let relative_ptr = relative
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `word` is a valid, aligned 32-bit atomic for the call; the kernel
+        // only reads it, and reads `relative_ptr`, which is null or points to a live
+        // timespec. FUTEX_WAIT without FUTEX_PRIVATE_FLAG works across processes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT,
+                expected,
+                relative_ptr,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        if word.load(Ordering::SeqCst) == expected {
+            let nap = Duration::from_micros(200);
+            std::thread::sleep(timeout.map_or(nap, |t| t.min(nap)));
+        }
+    }
+}
+
+/// Wakes every process sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `word` is a valid, aligned 32-bit atomic; FUTEX_WAKE reads no memory.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = word;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +231,35 @@ mod tests {
         // 'é' is two bytes: 14 ASCII bytes then 'é' would straddle byte 15.
         let name = "abcdefghijklmné";
         assert_eq!(os_name(name).as_bytes(), b"abcdefghijklmn");
+    }
+
+    #[test]
+    fn realtime_deadline_carries_nanoseconds() {
+        for millis in [0, 1, 999, 1000, 1500, 123_456] {
+            let deadline = realtime_deadline(Duration::from_millis(millis));
+            assert!(
+                (0..1_000_000_000).contains(&deadline.tv_nsec),
+                "{millis} ms"
+            );
+        }
+        let far = realtime_deadline(Duration::MAX);
+        assert_eq!(far.tv_sec, i64::MAX as libc::time_t);
+    }
+
+    #[test]
+    fn this_process_has_not_exited() {
+        assert!(!has_exited(std::process::id()));
+        assert_eq!(pid(), std::process::id());
+    }
+
+    #[test]
+    fn futex_wait_returns_at_once_when_the_word_differs() {
+        let word = AtomicU32::new(1);
+        let started = std::time::Instant::now();
+        futex_wait(&word, 0, Some(Duration::from_secs(5)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        futex_wait(&word, 1, Some(Duration::from_millis(20)));
+        assert!(started.elapsed() >= Duration::from_millis(20));
     }
 
     #[test]

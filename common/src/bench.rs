@@ -1,0 +1,90 @@
+//! Benchmark helpers: each measures one of `common`'s primitives, or the baseline it is
+//! compared with, in forked processes. The demos' `--bench` modes print their numbers
+//! side by side, measured in the same run. A benchmark reports numbers; tests assert
+//! behaviour.
+
+use std::mem::size_of;
+use std::time::{Duration, Instant};
+
+use crate::process::Process;
+use crate::shm::{Segment, SharedArray};
+use crate::sync::Barrier;
+
+/// Runs `round` `generations` times in each of `parties` forked processes, after one
+/// warm-up round that lines them up, and returns the slowest process's time per round.
+fn per_round<F>(parties: usize, generations: usize, round: F) -> anyhow::Result<Duration>
+where
+    F: Fn() -> anyhow::Result<()> + Clone + 'static,
+{
+    let nanos = SharedArray::<u64>::new(parties)?;
+    let mut workers = Vec::new();
+    for party in 0..parties {
+        let (round, nanos) = (round.clone(), nanos.clone());
+        let mut worker = Process::new(move || -> anyhow::Result<()> {
+            round()?;
+            let started = Instant::now();
+            for _ in 0..generations {
+                round()?;
+            }
+            nanos.set(party, started.elapsed().as_nanos() as u64)?;
+            Ok(())
+        })
+        .daemon(true);
+        worker.start()?;
+        workers.push(worker);
+    }
+    for worker in &workers {
+        let code = worker.join()?;
+        anyhow::ensure!(
+            code == 0,
+            "a benchmark process failed with exit code {code}"
+        );
+    }
+    let slowest = nanos.to_vec().into_iter().max().unwrap_or(0);
+    Ok(Duration::from_nanos(slowest / generations.max(1) as u64))
+}
+
+/// Time per generation of a [`Barrier`] of `parties` processes.
+///
+/// # Errors
+/// When the barrier or a process cannot be created, or a process fails.
+pub fn barrier(parties: usize, generations: usize) -> anyhow::Result<Duration> {
+    let barrier = Barrier::new(parties)?;
+    per_round(parties, generations, move || {
+        barrier.wait()?;
+        Ok(())
+    })
+}
+
+/// Time per generation of a process-shared `pthread_barrier_t` of `parties` processes:
+/// the baseline for [`barrier`].
+///
+/// # Errors
+/// When the barrier or a process cannot be created, or a process fails.
+pub fn pthread_barrier(parties: usize, generations: usize) -> anyhow::Result<Duration> {
+    let segment = Segment::new(size_of::<libc::pthread_barrier_t>())?;
+    let raw = segment.as_ptr().cast::<libc::pthread_barrier_t>();
+    // SAFETY: `raw` points to enough fresh, page-aligned, shared memory for a
+    // `pthread_barrier_t`, which `attr` (initialised first, destroyed last) makes
+    // process-shared; no other process can see it until the forks below.
+    unsafe {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_barrierattr_t>::uninit();
+        libc::pthread_barrierattr_init(attr.as_mut_ptr());
+        libc::pthread_barrierattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED);
+        let code = libc::pthread_barrier_init(raw, attr.as_ptr(), parties as libc::c_uint);
+        libc::pthread_barrierattr_destroy(attr.as_mut_ptr());
+        anyhow::ensure!(code == 0, "pthread_barrier_init failed with {code}");
+    }
+    let address = raw as usize;
+    per_round(parties, generations, move || {
+        let _keep_mapped = &segment;
+        // SAFETY: the barrier was initialised above in memory that `segment` keeps
+        // mapped in this process (and in every child, which inherited the mapping).
+        let code = unsafe { libc::pthread_barrier_wait(address as *mut libc::pthread_barrier_t) };
+        anyhow::ensure!(
+            code == 0 || code == libc::PTHREAD_BARRIER_SERIAL_THREAD,
+            "pthread_barrier_wait failed with {code}"
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,193 @@
+//! Multi-process tests of `common::shm` and `common::sync`, run through the
+//! single-threaded `sync_fixture` binary (a test must not fork on the harness's
+//! threads). Some scenarios run `raw_sync` itself, to show the problems that made
+//! `common` compute its own deadlines and make its lock robust.
+
+use std::process::Command;
+use std::time::Duration;
+
+use test_support::{Finished, Running, leaked_segments, run, shm_entries, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn fixture(args: &[&str]) -> Finished {
+    let done = run(
+        Command::new(env!("CARGO_BIN_EXE_sync_fixture")).args(args),
+        LIMIT,
+    );
+    assert_eq!(done.code(), 0, "{args:?}: {}\n{}", done.stdout, done.stderr);
+    done
+}
+
+/// The number after `key=` in `line`.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&format!("{key}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn four_processes_count_to_400000_under_the_lock() {
+    let done = fixture(&["counter", "4", "100000"]);
+    assert_eq!(done.lines(), ["total 400000"]);
+}
+
+#[test]
+fn a_holder_that_exits_gives_owner_died_then_the_lock_works() {
+    let done = fixture(&["owner-died", "exit"]);
+    let lines = done.lines();
+    assert!(
+        lines[0].starts_with("first: owner died, pid named: true, after "),
+        "{lines:?}"
+    );
+    let waited: u64 = lines[0].split_whitespace().nth(7).unwrap().parse().unwrap();
+    assert!(waited < 1000, "{lines:?}");
+    assert_eq!(lines[1], "second: acquired");
+}
+
+#[test]
+fn a_holder_killed_by_sigkill_gives_owner_died_within_a_second() {
+    let done = fixture(&["owner-died", "kill"]);
+    let lines = done.lines();
+    assert!(
+        lines[0].starts_with("first: owner died, pid named: true, after "),
+        "{lines:?}"
+    );
+    let waited: u64 = lines[0].split_whitespace().nth(7).unwrap().parse().unwrap();
+    assert!(waited < 1000, "{lines:?}");
+    assert_eq!(lines[1], "second: acquired");
+}
+
+#[test]
+fn raw_sync_mutex_stays_locked_forever_after_its_holder_died() {
+    // The problem: raw_sync's mutex is not robust, so its lock() would hang forever.
+    let done = fixture(&["rawsync-dead-holder"]);
+    assert!(
+        done.stdout.starts_with("raw_sync: still locked after "),
+        "{}",
+        done.stdout
+    );
+}
+
+#[test]
+fn timed_acquires_of_a_held_lock_time_out_on_time() {
+    let done = fixture(&["timeouts", "200"]);
+    let line = done.lines()[0];
+    assert_eq!(field(line, "timeouts"), 200, "{line}");
+    assert_eq!(field(line, "other"), 0, "{line}");
+    assert_eq!(field(line, "early"), 0, "{line}");
+    assert_eq!(field(line, "late"), 0, "more than 50 ms late: {line}");
+}
+
+#[test]
+fn raw_sync_timed_lock_fails_early_for_large_sub_second_timeouts() {
+    // The problem: raw_sync adds the sub-second part without a carry, so the deadline's
+    // nanoseconds overflow and the call fails at once with EINVAL (22).
+    let done = fixture(&["rawsync-timeouts", "10"]);
+    let line = done.lines()[0];
+    let early: u64 = line
+        .strip_prefix("raw_sync early=")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(early >= 1, "{line}");
+    assert!(line.contains(": 22"), "{line}");
+}
+
+fn check_barrier(parties: &str) {
+    let done = fixture(&["barrier", parties, "10000"]);
+    let line = done.lines()[0];
+    assert_eq!(field(line, "generations"), 10_000, "{line}");
+    assert_eq!(field(line, "failed"), 0, "{line}\n{}", done.stderr);
+    assert_eq!(field(line, "violations"), 0, "a party passed early: {line}");
+    assert_eq!(
+        field(line, "bad_rounds"),
+        0,
+        "indexes not a permutation: {line}"
+    );
+}
+
+#[test]
+fn barrier_of_2_over_10000_generations() {
+    check_barrier("2");
+}
+
+#[test]
+fn barrier_of_3_over_10000_generations() {
+    check_barrier("3");
+}
+
+#[test]
+fn barrier_of_4_over_10000_generations() {
+    check_barrier("4");
+}
+
+#[test]
+fn a_wait_timeout_breaks_the_barrier_for_every_waiter() {
+    let done = fixture(&["barrier-timeout"]);
+    let mut lines = done.lines();
+    lines.sort();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(&lines[..2], ["a: broken", "b: broken"]);
+    assert!(lines[2].starts_with("is_broken: true"), "{lines:?}");
+    assert!(lines[3].starts_with("parent: broken after "), "{lines:?}");
+    let waited: u64 = lines[3].split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!((200..400).contains(&waited), "{lines:?}");
+}
+
+#[test]
+fn abort_wakes_every_waiter_and_reset_makes_the_barrier_usable() {
+    let done = fixture(&["barrier-abort-reset"]);
+    let lines = done.lines();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    let mut aborted = lines[..2].to_vec();
+    aborted.sort();
+    assert_eq!(aborted, ["a: broken", "b: broken"]);
+    assert_eq!(lines[2], "after abort: broken=true waiting=0");
+    assert_eq!(lines[3], "after reset: broken=false waiting=0");
+    let mut indexes: Vec<char> = lines[4..]
+        .iter()
+        .map(|l| l.chars().last().unwrap())
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ['0', '1', '2'], "{lines:?}");
+    assert!(
+        lines[4..].iter().all(|l| l.contains("passed with index")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_killed_waiting_party_does_not_leave_the_others_hanging() {
+    let done = fixture(&["barrier-killed"]);
+    let lines = done.lines();
+    assert_eq!(lines[0], "b: broken", "{lines:?}");
+    assert!(lines[1].starts_with("b ended: true after "), "{lines:?}");
+    assert_eq!(lines[2], "a exit code -9");
+}
+
+#[test]
+fn constructor_errors_are_typed() {
+    let done = fixture(&["errors"]);
+    assert_eq!(
+        done.lines(),
+        [
+            "a barrier needs between 1 and 2147483647 parties, not 0",
+            "a shared array needs at least one element",
+        ]
+    );
+}
+
+#[test]
+fn nothing_is_left_in_dev_shm_when_the_parent_is_killed() {
+    let before = shm_entries();
+    let mut running = Running::spawn(Command::new(env!("CARGO_BIN_EXE_sync_fixture")).arg("hold"));
+    running.wait_for_line(|l| l == "holding", LIMIT);
+    running.signal(libc::SIGKILL);
+    let group = running.pid();
+    assert!(wait_until(Duration::from_secs(2), || {
+        test_support::running_in_group(group).is_empty()
+    }));
+    assert_eq!(leaked_segments(&before), Vec::<String>::new());
+}
