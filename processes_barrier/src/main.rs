@@ -1,0 +1,123 @@
+//! Mirrors `python/processes_barrier.py`: two processes wait at a `Barrier(2)` and then,
+//! holding a `Lock` so that their lines never mix, print the time they passed it; two
+//! others print the time at once, without the barrier.
+//!
+//! What to notice: the barrier processes print (almost) the same time, to the
+//! microsecond, whatever order they started in. Try `--stagger-ms 500`: the first
+//! arrives half a second before the second and is held until the second arrives, and
+//! the summary shows that their times are still close. `--with-barrier 4` makes the
+//! barrier wait for four. `--bench` measures the barrier instead, next to a
+//! `pthread_barrier_t` and Python's `Barrier`.
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Parser;
+use common::shm::SharedArray;
+use common::sync::{Barrier, Lock};
+use common::{Process, current_process};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+mod bench;
+
+/// Processes synchronised by a Barrier, printing under a Lock.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// How many processes wait at the barrier (the barrier's parties).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    with_barrier: u64,
+    /// How many processes print at once, without the barrier.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
+    without: u64,
+    /// Barrier process k arrives k times this many milliseconds after the first.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    stagger_ms: u64,
+    /// Measure the barrier (µs per generation) instead of running the demo.
+    #[arg(long)]
+    bench: bool,
+    /// Generations per measurement with --bench.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    generations: u64,
+}
+
+/// A time as Python's `str(datetime.fromtimestamp(t))` shows it, in local time.
+fn local(time: Timestamp) -> String {
+    time.to_zoned_datetime(TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string()
+}
+
+fn test_with_barrier(
+    synchronizer: &Barrier,
+    serializer: &Lock,
+    arrival_delay: Option<Duration>,
+    passed_at: &SharedArray<i64>,
+    slot: usize,
+) -> anyhow::Result<()> {
+    let name = current_process().name().to_owned();
+    if let Some(delay) = arrival_delay {
+        sleep(delay);
+        println!(
+            "process {name} arrives at the barrier at {}",
+            local(Timestamp::now())
+        );
+    }
+    synchronizer.wait()?;
+    let now = Timestamp::now();
+    passed_at.set(slot, now.as_microsecond())?;
+    let _guard = serializer.acquire()?;
+    println!("process {name} ----> {}", local(now));
+    Ok(())
+}
+
+fn test_without_barrier() {
+    let name = current_process().name().to_owned();
+    let now = Timestamp::now();
+    println!("process {name} ----> {}", local(now));
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Args = common::cli::parse();
+    if args.bench {
+        return bench::run(args.generations as usize);
+    }
+    let parties = args.with_barrier as usize;
+
+    let synchronizer = Barrier::new(parties)?;
+    let serializer = Lock::new()?;
+    let passed_at = SharedArray::<i64>::new(parties)?;
+
+    let mut processes = Vec::new();
+    for k in 0..parties {
+        let (synchronizer, serializer, passed_at) =
+            (synchronizer.clone(), serializer.clone(), passed_at.clone());
+        let arrival_delay =
+            (args.stagger_ms > 0).then(|| Duration::from_millis(args.stagger_ms * k as u64));
+        let target =
+            move || test_with_barrier(&synchronizer, &serializer, arrival_delay, &passed_at, k);
+        processes.push(Process::new(target).name(format!("p{} - test_with_barrier", k + 1)));
+    }
+    for k in 0..args.without as usize {
+        let name = format!("p{} - test_without_barrier", parties + k + 1);
+        processes.push(Process::new(test_without_barrier).name(name));
+    }
+    for process in &mut processes {
+        process.start()?;
+    }
+    for process in &processes {
+        if process.join()? != 0 {
+            bail!("process {} failed", process.get_name());
+        }
+    }
+
+    let times = passed_at.to_vec();
+    let spread = times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0);
+    println!(
+        "The {parties} barrier processes passed within {:.3} ms of each other",
+        spread as f64 / 1000.0
+    );
+    Ok(())
+}
