@@ -23,9 +23,15 @@ fn both_processes_report_their_names_and_list_lengths() {
             "{lines:?}"
         );
     }
-    assert_eq!(lines.len(), 5, "each line once: {lines:?}");
+    assert_eq!(lines.len(), 6, "each line once: {lines:?}");
+    // The README's claim: the children filled their own copies of the list, which the
+    // parent never sees, and the shared arrays, which it does.
+    assert_eq!(
+        lines[4],
+        "In the parent: out_list has 0 values, the shared arrays hold 1000 and 1000"
+    );
     assert!(
-        lines[4].starts_with("Total time: ") && lines[4].ends_with(" s"),
+        lines[5].starts_with("Total time: ") && lines[5].ends_with(" s"),
         "{lines:?}"
     );
 }
@@ -45,7 +51,8 @@ fn count_sets_the_list_length() {
 fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--count", "lots"]);
     assert_bad_input(BIN, &["--count", "-1"]);
-    assert_bad_input(BIN, &["--count", "100000001"]);
+    assert_bad_input(BIN, &["--count", "0"]);
+    assert_bad_input(BIN, &["--count", "20000001"]);
     assert_bad_input(BIN, &["--frobnicate"]);
     assert_help_names(BIN, "--count");
 }
