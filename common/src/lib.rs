@@ -16,6 +16,8 @@
 //! | `multiprocessing.Value('d', 0)`, `multiprocessing.Array('d', n)` | [`SharedValue::new(0.0)?`](shm::SharedValue), [`SharedArray::<f64>::new(n)?`](shm::SharedArray) |
 //! | `multiprocessing.Lock()`, `with lock:` | [`Lock::new()?`](sync::Lock), `let _guard = lock.acquire()?;` |
 //! | `multiprocessing.Barrier(n)`, `b.wait()` | [`Barrier::new(n)?`](sync::Barrier), `b.wait()?` |
+//! | `multiprocessing.Pool(4)`, `pool.map(f, xs)` | [`Pool::new(4)?`](pool::Pool), [`pool.map(f, xs)?`](pool::Pool::map) |
+//! | `pool.imap`, `imap_unordered`, `apply_async`, `starmap` | [`imap`](pool::Pool::imap), [`imap_unordered`](pool::Pool::imap_unordered), [`apply_async`](pool::Pool::apply_async), [`starmap`](pool::Pool::starmap) |
 //! | `do_something(count, out_list)` | [`do_something(count)`](workload::do_something) |
 //!
 //! Forking is only sound in a single-threaded process, so [`process::Process::start`]
@@ -23,12 +25,14 @@
 
 pub mod bench;
 pub mod cli;
+pub mod pool;
 pub mod process;
 pub mod shm;
 pub mod sync;
 mod sys;
 pub mod workload;
 
+pub use pool::{Pool, PoolError};
 pub use process::{Process, ProcessError, current_process};
 pub use shm::{SharedArray, SharedValue};
 pub use sync::{Barrier, Lock, SyncError};

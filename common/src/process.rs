@@ -500,6 +500,18 @@ pub fn active_children() -> Vec<u32> {
         .collect()
 }
 
+/// Sends `signal` to the calling process (Python's `os.kill(os.getpid(), signal)`):
+/// with SIGKILL, the way a demo shows a process dying in the middle of its work.
+///
+/// # Errors
+/// [`ProcessError::Os`] if `kill` fails.
+pub fn kill_current(signal: Signal) -> Result<(), ProcessError> {
+    signal::kill(unistd::getpid(), signal).map_err(|source| ProcessError::Os {
+        call: "kill",
+        source,
+    })
+}
+
 /// The calling process's own identity, as its `Process` gave it in the parent.
 struct Current {
     name: Cow<'static, str>,

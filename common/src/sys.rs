@@ -67,11 +67,23 @@ pub(crate) fn poll_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Duration,
 ) -> std::io::Result<Vec<usize>> {
+    let fds: Vec<(BorrowedFd<'_>, libc::c_short)> =
+        fds.iter().map(|fd| (*fd, libc::POLLIN)).collect();
+    poll(&fds, timeout)
+}
+
+/// Waits until one of `fds` is ready for its events (or hung up, or in error), or
+/// until `timeout` has passed. Returns the indexes of the ready descriptors: empty on
+/// timeout or on a signal.
+pub(crate) fn poll(
+    fds: &[(BorrowedFd<'_>, libc::c_short)],
+    timeout: Duration,
+) -> std::io::Result<Vec<usize>> {
     let mut pollfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|fd| libc::pollfd {
+        .map(|(fd, events)| libc::pollfd {
             fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
+            events: *events,
             revents: 0,
         })
         .collect();
@@ -93,6 +105,32 @@ pub(crate) fn poll_readable(
         .filter(|(_, p)| p.revents != 0)
         .map(|(i, _)| i)
         .collect())
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub(crate) fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
+}
+
+/// Grows a pipe's buffer to `size` bytes where the system allows (Linux); a refusal
+/// only costs speed, so it is ignored.
+pub(crate) fn grow_pipe(fd: &OwnedFd, size: libc::c_int) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; `fd` is open.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (fd, size);
+}
+
+/// Makes reads and writes on `fd` return `WouldBlock` instead of waiting.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(())
 }
 
 /// Leaves the process at once with `code`: no destructors, no `atexit` handlers.

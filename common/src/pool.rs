@@ -1,0 +1,1145 @@
+//! `Pool`: Python's `multiprocessing.Pool`, over forked workers that never leave a call
+//! hanging.
+//!
+//! The workers are forked once, by [`Pool::new`], and reused: each reads tasks from a
+//! pipe and writes results to another. A task names a plain function (`fn(T) -> R`,
+//! the Rust match for Python's picklable top-level function) by its address, which is
+//! valid in the worker because the worker is a copy of this process; its inputs and
+//! results cross the pipes encoded with `postcard`. The parent side is single-threaded:
+//! it polls the workers' pipes, so it can fork a replacement worker safely.
+//!
+//! Where Python's Pool hangs forever (a worker killed in the middle of a task,
+//! cpython gh-66587), ours notices at once, because the dead worker's result pipe
+//! closes: the call returns [`PoolError::WorkerDied`], the worker is replaced, and the
+//! pool can be used again.
+//!
+//! ```
+//! use common::pool::Pool;
+//! use common::workload::square;
+//!
+//! let mut pool = Pool::new(2)?;
+//! assert_eq!(pool.map(square, 0..10)?, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+//! pool.close();
+//! pool.join()?;
+//! # Ok::<(), common::pool::PoolError>(())
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::process::{Process, ProcessError, exitcode_name};
+use crate::shm::{SharedArray, ShmError};
+use crate::sys;
+
+/// What can go wrong with a [`Pool`] call. Every failure is one of these: a call never
+/// hangs on a dead worker and never loses a result silently.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// `Pool::new(0)`.
+    #[error("a pool needs at least one worker")]
+    NoWorkers,
+    /// A chunksize of 0.
+    #[error("chunksize must be at least 1")]
+    ZeroChunksize,
+    /// A call after `close()` or `terminate()` (Python: "Pool not running").
+    #[error("the pool is closed; create a new Pool to run more tasks")]
+    Closed,
+    /// `join()` before `close()` or `terminate()` (Python: "Pool is still running").
+    #[error("the pool is still running; call close() or terminate() before join()")]
+    StillRunning,
+    /// The task for input `index` panicked (Python re-raises the task's exception).
+    /// The worker survives and the pool stays usable.
+    #[error("the task for input {index} failed: {message}")]
+    TaskFailed {
+        /// The input's position in the call's inputs.
+        index: usize,
+        /// The panic message and where it happened.
+        message: String,
+    },
+    /// A worker died in the middle of a task. It has been replaced, and the pool can
+    /// be used again.
+    #[error(
+        "worker {pid} died ({}) while running the task for input {index}; it has been \
+         replaced, and the pool can be used again",
+        describe_death(*.exitcode)
+    )]
+    WorkerDied {
+        /// The dead worker's pid.
+        pid: u32,
+        /// Its exit code in Python's convention: `-9` when SIGKILL ended it.
+        exitcode: i32,
+        /// The input it was working on.
+        index: usize,
+    },
+    /// `AsyncResult::get_timeout` ran out of time; the result may still come.
+    #[error("the result was not ready within the timeout")]
+    Timeout,
+    /// An input or a result could not be encoded or decoded with `postcard`.
+    #[error("cannot send data to or from a worker: {0}")]
+    Serialization(String),
+    /// A worker could not be started.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// The pool's shared memory could not be created.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+    /// A pipe to a worker failed.
+    #[error("talking to a worker failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn describe_death(exitcode: i32) -> String {
+    if exitcode < 0 {
+        format!(
+            "killed by {}",
+            exitcode_name(exitcode).trim_start_matches('-')
+        )
+    } else {
+        format!("exited with code {exitcode}")
+    }
+}
+
+impl PoolError {
+    /// For a `WorkerDied`, the signal that killed the worker, if a signal did.
+    pub fn signal(&self) -> Option<crate::process::Signal> {
+        match self {
+            PoolError::WorkerDied { exitcode, .. } if *exitcode < 0 => {
+                crate::process::Signal::try_from(-exitcode).ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A function a worker can run on one input: implemented for plain function pointers.
+trait Task: Copy + 'static {
+    type Input: Serialize + DeserializeOwned;
+    type Output: Serialize + DeserializeOwned;
+    fn call(self, input: Self::Input) -> Self::Output;
+    fn address(self) -> usize;
+    /// # Safety
+    /// `address` must come from [`Task::address`] on a value of the same type, in this
+    /// process or in the process it was forked from.
+    unsafe fn from_address(address: usize) -> Self;
+}
+
+impl<T, R> Task for fn(T) -> R
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type Input = T;
+    type Output = R;
+    fn call(self, input: T) -> R {
+        self(input)
+    }
+    fn address(self) -> usize {
+        self as usize
+    }
+    unsafe fn from_address(address: usize) -> Self {
+        // SAFETY: the caller guarantees that `address` is a `fn(T) -> R` of this very
+        // binary, mapped at the same address in a forked copy.
+        unsafe { std::mem::transmute::<usize, fn(T) -> R>(address) }
+    }
+}
+
+impl<A, B, R> Task for fn(A, B) -> R
+where
+    A: Serialize + DeserializeOwned + 'static,
+    B: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    type Input = (A, B);
+    type Output = R;
+    fn call(self, (a, b): (A, B)) -> R {
+        self(a, b)
+    }
+    fn address(self) -> usize {
+        self as usize
+    }
+    unsafe fn from_address(address: usize) -> Self {
+        // SAFETY: as for `fn(T) -> R`.
+        unsafe { std::mem::transmute::<usize, fn(A, B) -> R>(address) }
+    }
+}
+
+/// Runs a chunk in a worker: decodes the inputs, calls the task on each (recording its
+/// progress), encodes the outputs. Monomorphised per task type; the parent sends its
+/// address.
+type Runner = fn(usize, &[u8], &Progress) -> Result<Vec<u8>, Failure>;
+
+/// Why a chunk failed in a worker: the offset of the input in the chunk and a message.
+struct Failure {
+    offset: u64,
+    message: String,
+}
+
+fn run_chunk<F: Task>(
+    task: usize,
+    payload: &[u8],
+    progress: &Progress,
+) -> Result<Vec<u8>, Failure> {
+    // SAFETY: the parent sent the address of an `F`, taken with `F::address` in the
+    // process this worker was forked from.
+    let task = unsafe { F::from_address(task) };
+    let inputs: Vec<F::Input> = postcard::from_bytes(payload).map_err(|error| Failure {
+        offset: 0,
+        message: format!("cannot decode the inputs: {error}"),
+    })?;
+    let mut outputs = Vec::with_capacity(inputs.len());
+    for (offset, input) in inputs.into_iter().enumerate() {
+        progress.record(offset as u64);
+        match panic::catch_unwind(AssertUnwindSafe(|| task.call(input))) {
+            Ok(output) => outputs.push(output),
+            Err(_) => {
+                return Err(Failure {
+                    offset: offset as u64,
+                    message: take_panic_message(),
+                });
+            }
+        }
+    }
+    postcard::to_allocvec(&outputs).map_err(|error| Failure {
+        offset: 0,
+        message: format!("cannot encode the results: {error}"),
+    })
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+fn take_panic_message() -> String {
+    LAST_PANIC.with(|last| std::mem::take(&mut *last.borrow_mut()))
+}
+
+/// Where a worker records which input it is on, so that the parent can name it if
+/// the worker dies: slot `worker` holds `start + offset + 1` (0: idle).
+struct Progress {
+    slots: SharedArray<u64>,
+    worker: usize,
+    start: u64,
+}
+
+impl Progress {
+    fn record(&self, offset: u64) {
+        let _ = self.slots.set(self.worker, self.start + offset + 1);
+    }
+}
+
+// Frames on the pipes, little-endian:
+// task:  call u64 | chunk u64 | start u64 | runner u64 | task u64 | len u32 | payload
+// reply: call u64 | chunk u64 | status u8 | offset u64 | len u32 | payload
+const TASK_HEADER: usize = 8 * 5 + 4;
+const REPLY_HEADER: usize = 8 * 2 + 1 + 8 + 4;
+const STATUS_OK: u8 = 0;
+const STATUS_FAILED: u8 = 1;
+
+/// Grows pipes to this size where the system allows, so that a chunk seldom waits.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+/// The loop a worker runs until its task pipe closes.
+fn worker_loop(
+    tasks: OwnedFd,
+    results: OwnedFd,
+    slots: SharedArray<u64>,
+    worker: usize,
+) -> io::Result<()> {
+    panic::set_hook(Box::new(|info| {
+        let message = info.to_string();
+        LAST_PANIC.with(|last| *last.borrow_mut() = message);
+    }));
+    let mut tasks = File::from(tasks);
+    let mut results = File::from(results);
+    let mut header = [0u8; TASK_HEADER];
+    let mut payload = Vec::new();
+    loop {
+        match tasks.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(error) => return Err(error),
+        }
+        let call = u64_at(&header, 0);
+        let chunk = u64_at(&header, 8);
+        let start = u64_at(&header, 16);
+        let runner = u64_at(&header, 24) as usize;
+        let task = u64_at(&header, 32) as usize;
+        let len = u32_at(&header, 40) as usize;
+        payload.resize(len, 0);
+        tasks.read_exact(&mut payload)?;
+        // SAFETY: the parent sent the address of a `Runner` (`run_chunk::<F>`) of this
+        // binary, which this forked worker maps at the same address.
+        let runner = unsafe { std::mem::transmute::<usize, Runner>(runner) };
+        let progress = Progress {
+            slots: slots.clone(),
+            worker,
+            start,
+        };
+        let outcome = runner(task, &payload, &progress);
+        let _ = slots.set(worker, 0);
+        let (status, offset, body) = match outcome {
+            Ok(body) => (STATUS_OK, 0, body),
+            Err(failure) => (STATUS_FAILED, failure.offset, failure.message.into_bytes()),
+        };
+        let mut reply = Vec::with_capacity(REPLY_HEADER + body.len());
+        reply.extend_from_slice(&call.to_le_bytes());
+        reply.extend_from_slice(&chunk.to_le_bytes());
+        reply.push(status);
+        reply.extend_from_slice(&offset.to_le_bytes());
+        reply.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        reply.extend_from_slice(&body);
+        results.write_all(&reply)?;
+    }
+}
+
+/// A chunk of a call waiting for a worker.
+struct Chunk {
+    call: u64,
+    chunk: u64,
+    start: usize,
+    frame: Vec<u8>,
+}
+
+/// What the parent knows about one worker.
+struct Worker {
+    process: Process,
+    /// Parent's end of the task pipe; `None` once closed (after `close()`).
+    tasks: Option<File>,
+    results: File,
+    outbox: Vec<u8>,
+    written: usize,
+    inbox: Vec<u8>,
+    /// The chunk it is working on: (call, chunk, first input index).
+    busy: Option<(u64, u64, usize)>,
+}
+
+/// The results of one call, as they come in.
+#[derive(Default)]
+struct Job {
+    chunks: BTreeMap<u64, Vec<u8>>,
+    failure: Option<PoolError>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Closed,
+    Terminated,
+}
+
+struct Inner {
+    workers: Vec<Worker>,
+    progress: SharedArray<u64>,
+    queue: VecDeque<Chunk>,
+    jobs: HashMap<u64, Job>,
+    next_call: u64,
+    state: State,
+}
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`.
+///
+/// Dropping the pool terminates and reaps its workers (Python's `with Pool() as p:`).
+/// Workers are daemonic: they die with the parent even when it is killed with SIGKILL.
+pub struct Pool {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl Pool {
+    /// A pool of `workers` processes, forked now and reused by every call
+    /// (Python's `Pool(workers)`).
+    ///
+    /// # Errors
+    /// [`PoolError::NoWorkers`] for 0; [`PoolError::Process`] when a worker cannot be
+    /// forked (in a multi-threaded process, for one).
+    pub fn new(workers: usize) -> Result<Pool, PoolError> {
+        if workers == 0 {
+            return Err(PoolError::NoWorkers);
+        }
+        let mut inner = Inner {
+            workers: Vec::with_capacity(workers),
+            progress: SharedArray::new(workers)?,
+            queue: VecDeque::new(),
+            jobs: HashMap::new(),
+            next_call: 0,
+            state: State::Running,
+        };
+        for slot in 0..workers {
+            let worker = inner.spawn(slot)?;
+            inner.workers.push(worker);
+        }
+        Ok(Pool {
+            inner: Rc::new(RefCell::new(inner)),
+        })
+    }
+
+    /// A pool with one worker per available CPU (Python's `Pool()`).
+    ///
+    /// # Errors
+    /// As [`Pool::new`].
+    pub fn with_cpus() -> Result<Pool, PoolError> {
+        Pool::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.inner.borrow().workers.len()
+    }
+
+    /// The workers' pids, in slot order (a replaced worker's slot gets the new pid).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let inner = self.inner.borrow();
+        inner
+            .workers
+            .iter()
+            .filter_map(|w| w.process.pid())
+            .collect()
+    }
+
+    /// `f` applied to every input, results in input order (Python's `pool.map`), with
+    /// Python's default chunksize: inputs / (4 × workers), rounded up.
+    ///
+    /// # Errors
+    /// [`PoolError::TaskFailed`] if a task panics, [`PoolError::WorkerDied`] if a
+    /// worker dies, [`PoolError::Closed`] after `close()`.
+    pub fn map<T, R>(
+        &mut self,
+        f: fn(T) -> R,
+        inputs: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let inputs: Vec<T> = inputs.into_iter().collect();
+        let chunksize = self.default_chunksize(inputs.len());
+        self.run_all(f, inputs, chunksize)
+    }
+
+    /// [`Pool::map`] with a chunksize of your choice (Python's `map(f, xs, chunksize)`).
+    ///
+    /// ```
+    /// let mut pool = common::pool::Pool::new(2)?;
+    /// let doubled = pool.map_chunked(|x: u32| x * 2, 0..7, 3)?;
+    /// assert_eq!(doubled, [0, 2, 4, 6, 8, 10, 12]);
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroChunksize`], or as [`Pool::map`].
+    pub fn map_chunked<T, R>(
+        &mut self,
+        f: fn(T) -> R,
+        inputs: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        if chunksize == 0 {
+            return Err(PoolError::ZeroChunksize);
+        }
+        self.run_all(f, inputs.into_iter().collect(), chunksize)
+    }
+
+    /// `f(a, b)` for every input pair, in order (Python's `pool.starmap`).
+    ///
+    /// ```
+    /// let mut pool = common::pool::Pool::new(2)?;
+    /// let sums = pool.starmap(|a: i32, b: i32| a + b, [(1, 2), (3, 4)])?;
+    /// assert_eq!(sums, [3, 7]);
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Pool::map`].
+    pub fn starmap<A, B, R>(
+        &mut self,
+        f: fn(A, B) -> R,
+        inputs: impl IntoIterator<Item = (A, B)>,
+    ) -> Result<Vec<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        B: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let inputs: Vec<(A, B)> = inputs.into_iter().collect();
+        let chunksize = self.default_chunksize(inputs.len());
+        self.run_all(f, inputs, chunksize)
+    }
+
+    /// `f(input)` in a worker, waiting for the result (Python's `pool.apply`).
+    ///
+    /// # Errors
+    /// As [`Pool::map`].
+    pub fn apply<T, R>(&mut self, f: fn(T) -> R, input: T) -> Result<R, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        self.apply_async(f, input)?.get()
+    }
+
+    /// Sends `f(input)` to a worker and returns at once (Python's `pool.apply_async`);
+    /// [`AsyncResult::get`] waits for the result.
+    ///
+    /// ```
+    /// let mut pool = common::pool::Pool::new(2)?;
+    /// let pending = pool.apply_async(common::workload::square, 12)?;
+    /// // ... other work here, while a worker computes ...
+    /// assert_eq!(pending.get()?, 144);
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PoolError::Closed`], [`PoolError::Serialization`].
+    pub fn apply_async<T, R>(
+        &mut self,
+        f: fn(T) -> R,
+        input: T,
+    ) -> Result<AsyncResult<R>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let call = self.inner.borrow_mut().submit(f, [input].into_iter(), 1)?.0;
+        Ok(AsyncResult {
+            inner: Rc::clone(&self.inner),
+            call,
+            result: PhantomData,
+        })
+    }
+
+    /// The results of `f` over `inputs`, in order, as they come (Python's
+    /// `pool.imap`, chunksize 1): the first is there as soon as its task is done.
+    /// Inputs are sent a few chunks ahead of the results read, not all at once.
+    ///
+    /// # Errors
+    /// [`PoolError::Closed`]; each item is a `Result` of its own.
+    pub fn imap<T, R, I>(
+        &mut self,
+        f: fn(T) -> R,
+        inputs: I,
+    ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.imap_chunked(f, inputs, 1)
+    }
+
+    /// [`Pool::imap`] with a chunksize of your choice.
+    ///
+    /// # Errors
+    /// [`PoolError::ZeroChunksize`], [`PoolError::Closed`].
+    pub fn imap_chunked<T, R, I>(
+        &mut self,
+        f: fn(T) -> R,
+        inputs: I,
+        chunksize: usize,
+    ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        if chunksize == 0 {
+            return Err(PoolError::ZeroChunksize);
+        }
+        let call = self.inner.borrow_mut().open_call()?;
+        Ok(Imap {
+            inner: Rc::clone(&self.inner),
+            f,
+            inputs: inputs.into_iter(),
+            chunksize,
+            call,
+            next_chunk: 0,
+            sent_chunks: 0,
+            ready: VecDeque::new(),
+            ordered: true,
+            done: false,
+        })
+    }
+
+    /// The results of `f` over `inputs` in the order they finish (Python's
+    /// `pool.imap_unordered`).
+    ///
+    /// ```
+    /// let mut pool = common::pool::Pool::new(2)?;
+    /// let mut squares: Vec<i64> = pool
+    ///     .imap_unordered(common::workload::square, 0..5)?
+    ///     .collect::<Result<_, _>>()?;
+    /// squares.sort();
+    /// assert_eq!(squares, [0, 1, 4, 9, 16]);
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PoolError::Closed`]; each item is a `Result` of its own.
+    pub fn imap_unordered<T, R, I>(
+        &mut self,
+        f: fn(T) -> R,
+        inputs: I,
+    ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let mut imap = self.imap_chunked(f, inputs, 1)?;
+        imap.ordered = false;
+        Ok(imap)
+    }
+
+    /// No more tasks may be sent (Python's `pool.close()`); tasks already sent still
+    /// run. Then call [`Pool::join`].
+    pub fn close(&mut self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.state == State::Running {
+            inner.state = State::Closed;
+        }
+    }
+
+    /// Stops the workers at once with SIGTERM (Python's `pool.terminate()`) and reaps
+    /// them. Results not yet collected are lost.
+    pub fn terminate(&mut self) {
+        self.inner.borrow_mut().terminate();
+    }
+
+    /// Waits for the tasks already sent, then for the workers to exit, and reaps them
+    /// (Python's `pool.join()`).
+    ///
+    /// # Errors
+    /// [`PoolError::StillRunning`] before `close()` or `terminate()`.
+    pub fn join(&mut self) -> Result<(), PoolError> {
+        let mut inner = self.inner.borrow_mut();
+        match inner.state {
+            State::Running => return Err(PoolError::StillRunning),
+            State::Terminated => return Ok(()),
+            State::Closed => {}
+        }
+        while !inner.queue.is_empty() || inner.workers.iter().any(|w| w.busy.is_some()) {
+            inner.pump(None)?;
+        }
+        for worker in &mut inner.workers {
+            worker.tasks = None;
+        }
+        for worker in &inner.workers {
+            worker.process.join()?;
+        }
+        inner.state = State::Terminated;
+        Ok(())
+    }
+
+    fn default_chunksize(&self, inputs: usize) -> usize {
+        inputs.div_ceil(4 * self.workers()).max(1)
+    }
+
+    /// Sends every chunk, waits for all results, and puts them back in order.
+    fn run_all<F: Task>(
+        &mut self,
+        f: F,
+        inputs: Vec<F::Input>,
+        chunksize: usize,
+    ) -> Result<Vec<F::Output>, PoolError> {
+        let total = inputs.len();
+        let mut inner = self.inner.borrow_mut();
+        let (call, chunks) = inner.submit(f, inputs.into_iter(), chunksize)?;
+        let outcome = inner.wait_for(call, chunks);
+        let job = inner.jobs.remove(&call).unwrap_or_default();
+        drop(inner);
+        outcome?;
+        let mut outputs = Vec::with_capacity(total);
+        for bytes in job.chunks.values() {
+            let chunk: Vec<F::Output> =
+                postcard::from_bytes(bytes).map_err(|e| PoolError::Serialization(e.to_string()))?;
+            outputs.extend(chunk);
+        }
+        Ok(outputs)
+    }
+}
+
+/// The workers are terminated and reaped when the pool and every [`AsyncResult`] and
+/// [`Imap`] made from it are gone.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl Inner {
+    /// Forks the worker for `slot`.
+    fn spawn(&self, slot: usize) -> Result<Worker, PoolError> {
+        let (task_read, task_write) = sys::pipe()?;
+        let (result_read, result_write) = sys::pipe()?;
+        sys::grow_pipe(&task_write, PIPE_SIZE);
+        sys::grow_pipe(&result_write, PIPE_SIZE);
+        // The child closes the parent's ends of every worker's pipes, its own included,
+        // so that only the parent can write tasks and a dead worker's pipe closes.
+        let mut parents_ends: Vec<RawFd> = vec![task_write.as_raw_fd(), result_read.as_raw_fd()];
+        for worker in &self.workers {
+            if let Some(tasks) = &worker.tasks {
+                parents_ends.push(tasks.as_raw_fd());
+            }
+            parents_ends.push(worker.results.as_raw_fd());
+        }
+        let slots = self.progress.clone();
+        let mut process = Process::new(move || {
+            for fd in parents_ends {
+                let _ = nix::unistd::close(fd);
+            }
+            worker_loop(task_read, result_write, slots, slot)
+        })
+        .daemon(true);
+        let name = process.get_name().replacen("Process", "ForkPoolWorker", 1);
+        process = process.name(name);
+        process.start()?;
+        let results = File::from(result_read);
+        sys::set_nonblocking(results.as_fd())?;
+        let tasks = File::from(task_write);
+        sys::set_nonblocking(tasks.as_fd())?;
+        Ok(Worker {
+            process,
+            tasks: Some(tasks),
+            results,
+            outbox: Vec::new(),
+            written: 0,
+            inbox: Vec::new(),
+            busy: None,
+        })
+    }
+
+    fn open_call(&mut self) -> Result<u64, PoolError> {
+        if self.state != State::Running {
+            return Err(PoolError::Closed);
+        }
+        let call = self.next_call;
+        self.next_call += 1;
+        self.jobs.insert(call, Job::default());
+        Ok(call)
+    }
+
+    /// Encodes `inputs` in chunks of `chunksize` and queues them under a new call.
+    fn submit<F: Task>(
+        &mut self,
+        f: F,
+        inputs: impl Iterator<Item = F::Input>,
+        chunksize: usize,
+    ) -> Result<(u64, u64), PoolError> {
+        let call = self.open_call()?;
+        let mut inputs = inputs.peekable();
+        let (mut chunk, mut start) = (0, 0);
+        while inputs.peek().is_some() {
+            let batch: Vec<F::Input> = inputs.by_ref().take(chunksize).collect();
+            let len = batch.len();
+            self.queue_chunk(f, call, chunk, start, &batch)?;
+            chunk += 1;
+            start += len;
+        }
+        Ok((call, chunk))
+    }
+
+    fn queue_chunk<F: Task>(
+        &mut self,
+        f: F,
+        call: u64,
+        chunk: u64,
+        start: usize,
+        batch: &[F::Input],
+    ) -> Result<(), PoolError> {
+        let payload =
+            postcard::to_allocvec(batch).map_err(|e| PoolError::Serialization(e.to_string()))?;
+        let runner: Runner = run_chunk::<F>;
+        let mut frame = Vec::with_capacity(TASK_HEADER + payload.len());
+        frame.extend_from_slice(&call.to_le_bytes());
+        frame.extend_from_slice(&chunk.to_le_bytes());
+        frame.extend_from_slice(&(start as u64).to_le_bytes());
+        frame.extend_from_slice(&(runner as usize as u64).to_le_bytes());
+        frame.extend_from_slice(&(f.address() as u64).to_le_bytes());
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        self.queue.push_back(Chunk {
+            call,
+            chunk,
+            start,
+            frame,
+        });
+        Ok(())
+    }
+
+    /// Runs the event loop until `call` has all its `chunks` or has failed.
+    fn wait_for(&mut self, call: u64, chunks: u64) -> Result<(), PoolError> {
+        loop {
+            let job = self.jobs.get_mut(&call).ok_or(PoolError::Closed)?;
+            if let Some(failure) = job.failure.take() {
+                self.queue.retain(|chunk| chunk.call != call);
+                return Err(failure);
+            }
+            if job.chunks.len() as u64 == chunks {
+                return Ok(());
+            }
+            if self.state == State::Terminated {
+                return Err(PoolError::Closed);
+            }
+            self.pump(None)?;
+        }
+    }
+
+    /// One turn of the event loop: hand queued chunks to idle workers, wait (at most
+    /// `timeout`) until a pipe is ready, write what can be written, read what came.
+    fn pump(&mut self, timeout: Option<Duration>) -> Result<(), PoolError> {
+        for worker in &mut self.workers {
+            if worker.busy.is_none() && worker.tasks.is_some() {
+                if let Some(chunk) = self.queue.pop_front() {
+                    worker.busy = Some((chunk.call, chunk.chunk, chunk.start));
+                    worker.outbox = chunk.frame;
+                    worker.written = 0;
+                }
+            }
+            worker.flush()?;
+        }
+        let mut fds = Vec::new();
+        let mut owners = Vec::new();
+        for (index, worker) in self.workers.iter().enumerate() {
+            fds.push((worker.results.as_fd(), libc::POLLIN));
+            owners.push(index);
+            if worker.written < worker.outbox.len() {
+                if let Some(tasks) = &worker.tasks {
+                    fds.push((tasks.as_fd(), libc::POLLOUT));
+                    owners.push(index);
+                }
+            }
+        }
+        let ready = sys::poll(&fds, timeout.unwrap_or(Duration::from_secs(3600)))?;
+        drop(fds);
+        let mut dead = Vec::new();
+        for index in ready {
+            let slot = owners[index];
+            let worker = &mut self.workers[slot];
+            worker.flush()?;
+            if !worker.read_replies(&mut self.jobs)? {
+                dead.push(slot);
+            }
+        }
+        dead.dedup();
+        for slot in dead {
+            self.replace(slot)?;
+        }
+        Ok(())
+    }
+
+    /// Records the death of the worker in `slot`, fails its call, and forks a new one.
+    fn replace(&mut self, slot: usize) -> Result<(), PoolError> {
+        let worker = &self.workers[slot];
+        let pid = worker.process.pid().unwrap_or(0);
+        let exitcode = worker.process.join()?;
+        let at = self.progress.get(slot).unwrap_or(0);
+        let _ = self.progress.set(slot, 0);
+        if let Some((call, _, start)) = worker.busy {
+            let index = if at > 0 { at as usize - 1 } else { start };
+            if let Some(job) = self.jobs.get_mut(&call) {
+                job.failure.get_or_insert(PoolError::WorkerDied {
+                    pid,
+                    exitcode,
+                    index,
+                });
+            }
+        }
+        if self.state == State::Terminated {
+            return Ok(());
+        }
+        let mut fresh = self.spawn(slot)?;
+        if self.state == State::Closed {
+            fresh.tasks = None;
+        }
+        self.workers[slot] = fresh;
+        Ok(())
+    }
+
+    fn terminate(&mut self) {
+        if self.state == State::Terminated {
+            return;
+        }
+        self.state = State::Terminated;
+        for worker in &mut self.workers {
+            worker.tasks = None;
+            let _ = worker.process.terminate();
+        }
+        for worker in &self.workers {
+            let _ = worker.process.join();
+        }
+        self.queue.clear();
+    }
+}
+
+impl Worker {
+    /// Writes as much of the outbox as the pipe takes without blocking.
+    fn flush(&mut self) -> Result<(), PoolError> {
+        let Some(tasks) = &mut self.tasks else {
+            return Ok(());
+        };
+        while self.written < self.outbox.len() {
+            match tasks.write(&self.outbox[self.written..]) {
+                Ok(0) => break,
+                Ok(n) => self.written += n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // The worker died: its death shows on the result pipe.
+                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => break,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if self.written == self.outbox.len() && !self.outbox.is_empty() {
+            self.outbox = Vec::new();
+            self.written = 0;
+        }
+        Ok(())
+    }
+
+    /// Reads what the worker wrote and files complete replies under their calls.
+    /// Returns `false` when the worker's pipe has closed: the worker is dead.
+    fn read_replies(&mut self, jobs: &mut HashMap<u64, Job>) -> Result<bool, PoolError> {
+        let mut alive = true;
+        let mut buffer = [0u8; 64 * 1024];
+        loop {
+            match self.results.read(&mut buffer) {
+                Ok(0) => {
+                    alive = false;
+                    break;
+                }
+                Ok(n) => self.inbox.extend_from_slice(&buffer[..n]),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let mut used = 0;
+        while self.inbox.len() - used >= REPLY_HEADER {
+            let header = &self.inbox[used..used + REPLY_HEADER];
+            let len = u32_at(header, 25) as usize;
+            if self.inbox.len() - used < REPLY_HEADER + len {
+                break;
+            }
+            let call = u64_at(header, 0);
+            let chunk = u64_at(header, 8);
+            let status = header[16];
+            let offset = u64_at(header, 17) as usize;
+            let body = &self.inbox[used + REPLY_HEADER..used + REPLY_HEADER + len];
+            let start = self.busy.map_or(0, |(_, _, start)| start);
+            self.busy = None;
+            if let Some(job) = jobs.get_mut(&call) {
+                if status == STATUS_OK {
+                    job.chunks.insert(chunk, body.to_vec());
+                } else {
+                    job.failure.get_or_insert(PoolError::TaskFailed {
+                        index: start + offset,
+                        message: String::from_utf8_lossy(body).into_owned(),
+                    });
+                }
+            }
+            used += REPLY_HEADER + len;
+        }
+        self.inbox.drain(..used);
+        Ok(alive)
+    }
+}
+
+/// A result on its way from a worker (Python's `AsyncResult`).
+pub struct AsyncResult<R> {
+    inner: Rc<RefCell<Inner>>,
+    call: u64,
+    result: PhantomData<R>,
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    /// Waits for the result (Python's `get()`).
+    ///
+    /// # Errors
+    /// As [`Pool::map`].
+    pub fn get(self) -> Result<R, PoolError> {
+        self.wait(None)
+    }
+
+    /// Waits at most `timeout` for the result (Python's `get(timeout)`).
+    ///
+    /// # Errors
+    /// [`PoolError::Timeout`] when the time runs out, or as [`Pool::map`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, PoolError> {
+        self.wait(Some(Instant::now() + timeout))
+    }
+
+    /// Whether the result has arrived (Python's `ready()`), without waiting.
+    pub fn ready(&self) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        let _ = inner.pump(Some(Duration::ZERO));
+        inner
+            .jobs
+            .get(&self.call)
+            .is_none_or(|job| !job.chunks.is_empty() || job.failure.is_some())
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> Result<R, PoolError> {
+        let mut inner = self.inner.borrow_mut();
+        loop {
+            let job = inner.jobs.get_mut(&self.call).ok_or(PoolError::Closed)?;
+            if let Some(failure) = job.failure.take() {
+                inner.jobs.remove(&self.call);
+                return Err(failure);
+            }
+            if let Some(bytes) = job.chunks.get(&0) {
+                let mut outputs: Vec<R> = postcard::from_bytes(bytes)
+                    .map_err(|e| PoolError::Serialization(e.to_string()))?;
+                inner.jobs.remove(&self.call);
+                return outputs
+                    .pop()
+                    .ok_or(PoolError::Serialization("an empty result".into()));
+            }
+            if inner.state == State::Terminated {
+                return Err(PoolError::Closed);
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(PoolError::Timeout);
+                    }
+                    Some(deadline - now)
+                }
+            };
+            inner.pump(timeout)?;
+        }
+    }
+}
+
+/// The results of [`Pool::imap`] or [`Pool::imap_unordered`], as an iterator.
+pub struct Imap<T, R, I> {
+    inner: Rc<RefCell<Inner>>,
+    f: fn(T) -> R,
+    inputs: I,
+    chunksize: usize,
+    call: u64,
+    next_chunk: u64,
+    sent_chunks: u64,
+    ready: VecDeque<R>,
+    ordered: bool,
+    done: bool,
+}
+
+impl<T, R, I> Imap<T, R, I>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+    I: Iterator<Item = T>,
+{
+    /// Keeps two chunks per worker queued or running.
+    fn top_up(&mut self, inner: &mut Inner) -> Result<(), PoolError> {
+        let ahead = 2 * inner.workers.len() as u64;
+        while self.sent_chunks - self.next_chunk < ahead {
+            let batch: Vec<T> = self.inputs.by_ref().take(self.chunksize).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let start = self.sent_chunks as usize * self.chunksize;
+            inner.queue_chunk(self.f, self.call, self.sent_chunks, start, &batch)?;
+            self.sent_chunks += 1;
+        }
+        Ok(())
+    }
+
+    fn next_result(&mut self) -> Result<Option<R>, PoolError> {
+        loop {
+            if let Some(result) = self.ready.pop_front() {
+                return Ok(Some(result));
+            }
+            let cell = Rc::clone(&self.inner);
+            let mut inner = cell.borrow_mut();
+            self.top_up(&mut inner)?;
+            let job = inner.jobs.get_mut(&self.call).ok_or(PoolError::Closed)?;
+            if let Some(failure) = job.failure.take() {
+                return Err(failure);
+            }
+            let key = if self.ordered {
+                job.chunks
+                    .contains_key(&self.next_chunk)
+                    .then_some(self.next_chunk)
+            } else {
+                job.chunks.keys().next().copied()
+            };
+            if let Some(key) = key {
+                let bytes = job.chunks.remove(&key).unwrap_or_default();
+                let chunk: Vec<R> = postcard::from_bytes(&bytes)
+                    .map_err(|e| PoolError::Serialization(e.to_string()))?;
+                self.ready.extend(chunk);
+                self.next_chunk += 1;
+                continue;
+            }
+            if self.next_chunk == self.sent_chunks {
+                return Ok(None);
+            }
+            if inner.state == State::Terminated {
+                return Err(PoolError::Closed);
+            }
+            inner.pump(None)?;
+        }
+    }
+}
+
+impl<T, R, I> Iterator for Imap<T, R, I>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+    I: Iterator<Item = T>,
+{
+    type Item = Result<R, PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_result() {
+            Ok(Some(result)) => Some(Ok(result)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+impl<T, R, I> Drop for Imap<T, R, I> {
+    fn drop(&mut self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.jobs.remove(&self.call);
+        let call = self.call;
+        inner.queue.retain(|chunk| chunk.call != call);
+    }
+}

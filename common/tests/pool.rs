@@ -1,0 +1,170 @@
+//! Multi-process tests of `common::pool`, run through the single-threaded
+//! `pool_fixture` binary (a test must not fork on the harness's threads).
+
+use std::process::Command;
+use std::time::Duration;
+
+use test_support::{Finished, Running, is_running, proc_stat, run, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const BIN: &str = env!("CARGO_BIN_EXE_pool_fixture");
+
+fn fixture(scenario: &str) -> Finished {
+    let done = run(Command::new(BIN).arg(scenario), LIMIT);
+    assert_eq!(
+        done.code(),
+        0,
+        "{scenario}: {}\n{}",
+        done.stdout,
+        done.stderr
+    );
+    done
+}
+
+fn pids_after(line: &str, prefix: &str) -> Vec<u32> {
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+        .split_whitespace()
+        .map(|pid| pid.parse().expect("a pid"))
+        .collect()
+}
+
+#[test]
+fn map_equals_the_sequential_results_for_every_size_and_chunksize() {
+    let done = fixture("map-equals");
+    let lines = done.lines();
+    assert_eq!(lines.len(), 12, "{lines:?}");
+    for inputs in [0, 1, 7, 100_000] {
+        for chunksize in ["1", "3", "default"] {
+            let expected = format!("inputs={inputs} chunksize={chunksize} equal=true");
+            assert!(lines.contains(&expected.as_str()), "{expected}: {lines:?}");
+        }
+    }
+}
+
+#[test]
+fn imap_keeps_order_and_imap_unordered_yields_each_result_once() {
+    let done = fixture("imap");
+    assert_eq!(
+        done.lines(),
+        [
+            "imap in order: true",
+            "imap_unordered: 1000 results, each once: true"
+        ]
+    );
+}
+
+#[test]
+fn a_panicking_task_gives_task_failed_and_the_pool_stays_usable() {
+    let done = fixture("task-failed");
+    let lines = done.lines();
+    assert!(
+        lines[0].starts_with("task failed: index 13: panicked at "),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with("thirteen is unlucky"), "{lines:?}");
+    assert_eq!(lines[1], "after: [0, 1, 4, 9, 16]");
+    assert_eq!(
+        lines[2], "same workers: true",
+        "the worker survives a panic"
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_task_gives_worker_died_within_a_second_and_is_replaced() {
+    let done = fixture("worker-died");
+    let lines = done.lines();
+    let first = lines[0];
+    assert!(
+        first.starts_with(
+            "worker died: index 5 exitcode -9 signal Some(SIGKILL) known pid true after "
+        ),
+        "{lines:?}"
+    );
+    let waited: u64 = first
+        .split_whitespace()
+        .rev()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(waited < 1000, "{first}");
+    assert!(lines[1].contains("died (killed by SIGKILL) while running the task for input 5"));
+    assert_eq!(lines[2], "after: [0, 1, 4, 9, 16]");
+    assert_eq!(lines[3], "replaced: 1 of 2");
+}
+
+#[test]
+fn apply_apply_async_get_timeout_and_starmap() {
+    let done = fixture("apply");
+    let lines = done.lines();
+    assert_eq!(lines[0], "apply: 49");
+    assert_eq!(lines[1], "apply_async: 64");
+    assert!(
+        lines[2].starts_with("get_timeout: timeout after "),
+        "{lines:?}"
+    );
+    let waited: u64 = lines[2].split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!((200..1000).contains(&waited), "{lines:?}");
+    assert_eq!(lines[3], "ready: false");
+    assert_eq!(lines[4], "starmap: [3, 7, 11]");
+}
+
+#[test]
+fn misuse_gives_typed_errors() {
+    let done = fixture("errors");
+    assert_eq!(
+        done.lines(),
+        [
+            "a pool needs at least one worker",
+            "chunksize must be at least 1",
+            "the pool is still running; call close() or terminate() before join()",
+            "the pool is closed; create a new Pool to run more tasks",
+        ]
+    );
+}
+
+/// Runs `scenario`, which prints `label PIDS` and then waits to be killed, and checks
+/// that none of the pids is still a process (running or zombie) of the fixture.
+fn assert_workers_gone(scenario: &str, label: &str) {
+    let mut running = Running::spawn(Command::new(BIN).arg(scenario));
+    let line = running.wait_for_line(|l| l.starts_with(label), LIMIT);
+    let pids = pids_after(&line, &format!("{label} "));
+    assert_eq!(pids.len(), 3, "{line}");
+    for pid in pids {
+        if let Some(stat) = proc_stat(pid) {
+            assert_ne!(
+                stat.ppid,
+                running.pid(),
+                "worker {pid} left behind: {stat:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_zombie_after_join() {
+    assert_workers_gone("joined", "joined");
+}
+
+#[test]
+fn no_worker_left_after_the_pool_is_dropped() {
+    assert_workers_gone("dropped", "dropped");
+}
+
+#[test]
+fn no_worker_survives_a_parent_killed_during_map() {
+    let mut running = Running::spawn(Command::new(BIN).arg("parent-killed"));
+    let line = running.wait_for_line(|l| l.starts_with("workers "), LIMIT);
+    let workers = pids_after(&line, "workers ");
+    assert!(workers.iter().all(|pid| is_running(*pid)));
+    // Let the map start, then kill the parent.
+    std::thread::sleep(Duration::from_millis(200));
+    running.signal(libc::SIGKILL);
+    assert!(
+        wait_until(Duration::from_secs(1), || workers
+            .iter()
+            .all(|pid| !is_running(*pid))),
+        "workers outlived their parent: {workers:?}"
+    );
+}
