@@ -6,6 +6,7 @@
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
+use crate::pool::Pool;
 use crate::process::Process;
 use crate::shm::{Segment, SharedArray};
 use crate::sync::Barrier;
@@ -86,5 +87,66 @@ pub fn pthread_barrier(parties: usize, generations: usize) -> anyhow::Result<Dur
             "pthread_barrier_wait failed with {code}"
         );
         Ok(())
+    })
+}
+
+/// A CPU-bound task of about ten milliseconds: `rounds` steps of a xorshift generator.
+pub fn cpu_heavy(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..4_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
+/// What [`pool`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolNumbers {
+    /// `map(square)` over the inputs: tasks per second.
+    pub map_tasks_per_second: f64,
+    /// The CPU-heavy tasks, one after the other in this process.
+    pub heavy_sequential: Duration,
+    /// The same tasks through the pool.
+    pub heavy_pooled: Duration,
+    /// `Pool::new(workers)`: forking the workers.
+    pub startup: Duration,
+}
+
+/// Measures a [`Pool`] of `workers`: `map(square)` over `inputs` inputs, `heavy` calls
+/// of [`cpu_heavy`] pooled and sequential, and the start-up time (best of five).
+///
+/// # Errors
+/// When the pool fails.
+pub fn pool(workers: usize, inputs: i64, heavy: u64) -> anyhow::Result<PoolNumbers> {
+    let mut startup = Duration::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let pool = Pool::new(workers)?;
+        startup = startup.min(started.elapsed());
+        drop(pool);
+    }
+    let mut pool = Pool::new(workers)?;
+    pool.map(crate::workload::square, 0..1000)?;
+    let mut best_map = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let squares = pool.map(crate::workload::square, 0..inputs)?;
+        best_map = best_map.min(started.elapsed());
+        anyhow::ensure!(squares.len() as i64 == inputs, "map lost results");
+    }
+    let started = Instant::now();
+    let sequential: Vec<u64> = (0..heavy).map(cpu_heavy).collect();
+    let heavy_sequential = started.elapsed();
+    let started = Instant::now();
+    let pooled = pool.map(cpu_heavy, 0..heavy)?;
+    let heavy_pooled = started.elapsed();
+    anyhow::ensure!(pooled == sequential, "the pool computed other results");
+    Ok(PoolNumbers {
+        map_tasks_per_second: inputs as f64 / best_map.as_secs_f64(),
+        heavy_sequential,
+        heavy_pooled,
+        startup,
     })
 }

@@ -34,8 +34,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::process::{Process, ProcessError, exitcode_name};
 use crate::shm::{SharedArray, ShmError};
@@ -175,8 +175,8 @@ where
 }
 
 /// Runs a chunk in a worker: decodes the inputs, calls the task on each (recording its
-/// progress), encodes the outputs. Monomorphised per task type; the parent sends its
-/// address.
+/// progress), encodes the outputs after room for the reply's header. Monomorphised per
+/// task type; the parent sends its address.
 type Runner = fn(usize, &[u8], &Progress) -> Result<Vec<u8>, Failure>;
 
 /// Why a chunk failed in a worker: the offset of the input in the chunk and a message.
@@ -210,7 +210,9 @@ fn run_chunk<F: Task>(
             }
         }
     }
-    postcard::to_allocvec(&outputs).map_err(|error| Failure {
+    let mut reply = Vec::with_capacity(REPLY_HEADER + std::mem::size_of_val(&outputs[..]) + 16);
+    reply.resize(REPLY_HEADER, 0);
+    postcard::to_extend(&outputs, reply).map_err(|error| Failure {
         offset: 0,
         message: format!("cannot encode the results: {error}"),
     })
@@ -246,6 +248,9 @@ const REPLY_HEADER: usize = 8 * 2 + 1 + 8 + 4;
 const STATUS_OK: u8 = 0;
 const STATUS_FAILED: u8 = 1;
 
+/// How much room the parent makes for each read from a worker's pipe.
+const READ_SIZE: usize = 1 << 20;
+
 /// Grows pipes to this size where the system allows, so that a chunk seldom waits.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 
@@ -272,6 +277,7 @@ fn worker_loop(
         let message = info.to_string();
         LAST_PANIC.with(|last| *last.borrow_mut() = message);
     }));
+    sys::keep_freed_memory();
     let mut tasks = File::from(tasks);
     let mut results = File::from(results);
     let mut header = [0u8; TASK_HEADER];
@@ -300,17 +306,20 @@ fn worker_loop(
         };
         let outcome = runner(task, &payload, &progress);
         let _ = slots.set(worker, 0);
-        let (status, offset, body) = match outcome {
-            Ok(body) => (STATUS_OK, 0, body),
-            Err(failure) => (STATUS_FAILED, failure.offset, failure.message.into_bytes()),
+        let (status, offset, mut reply) = match outcome {
+            Ok(reply) => (STATUS_OK, 0, reply),
+            Err(failure) => {
+                let mut reply = vec![0; REPLY_HEADER];
+                reply.extend_from_slice(failure.message.as_bytes());
+                (STATUS_FAILED, failure.offset, reply)
+            }
         };
-        let mut reply = Vec::with_capacity(REPLY_HEADER + body.len());
-        reply.extend_from_slice(&call.to_le_bytes());
-        reply.extend_from_slice(&chunk.to_le_bytes());
-        reply.push(status);
-        reply.extend_from_slice(&offset.to_le_bytes());
-        reply.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        reply.extend_from_slice(&body);
+        let len = (reply.len() - REPLY_HEADER) as u32;
+        reply[0..8].copy_from_slice(&call.to_le_bytes());
+        reply[8..16].copy_from_slice(&chunk.to_le_bytes());
+        reply[16] = status;
+        reply[17..25].copy_from_slice(&offset.to_le_bytes());
+        reply[25..29].copy_from_slice(&len.to_le_bytes());
         results.write_all(&reply)?;
     }
 }
@@ -332,6 +341,8 @@ struct Worker {
     outbox: Vec<u8>,
     written: usize,
     inbox: Vec<u8>,
+    /// How many bytes at the start of `inbox` have been read and not yet parsed.
+    filled: usize,
     /// The chunk it is working on: (call, chunk, first input index).
     busy: Option<(u64, u64, usize)>,
 }
@@ -357,6 +368,8 @@ struct Inner {
     jobs: HashMap<u64, Job>,
     next_call: u64,
     state: State,
+    /// Byte buffers to reuse: large fresh buffers cost a page fault per 4 KiB.
+    spare: Vec<Vec<u8>>,
 }
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`.
@@ -385,6 +398,7 @@ impl Pool {
             jobs: HashMap::new(),
             next_call: 0,
             state: State::Running,
+            spare: Vec::new(),
         };
         for slot in 0..workers {
             let worker = inner.spawn(slot)?;
@@ -525,7 +539,7 @@ impl Pool {
         T: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let call = self.inner.borrow_mut().submit(f, [input].into_iter(), 1)?.0;
+        let call = self.inner.borrow_mut().submit(f, &[input])?;
         Ok(AsyncResult {
             inner: Rc::clone(&self.inner),
             call,
@@ -570,19 +584,7 @@ impl Pool {
         if chunksize == 0 {
             return Err(PoolError::ZeroChunksize);
         }
-        let call = self.inner.borrow_mut().open_call()?;
-        Ok(Imap {
-            inner: Rc::clone(&self.inner),
-            f,
-            inputs: inputs.into_iter(),
-            chunksize,
-            call,
-            next_chunk: 0,
-            sent_chunks: 0,
-            ready: VecDeque::new(),
-            ordered: true,
-            done: false,
-        })
+        self.imap_with(f, inputs, chunksize, true)
     }
 
     /// The results of `f` over `inputs` in the order they finish (Python's
@@ -610,9 +612,29 @@ impl Pool {
         R: Serialize + DeserializeOwned + 'static,
         I: IntoIterator<Item = T>,
     {
-        let mut imap = self.imap_chunked(f, inputs, 1)?;
-        imap.ordered = false;
-        Ok(imap)
+        self.imap_with(f, inputs, 1, false)
+    }
+
+    fn imap_with<T, R, I>(
+        &mut self,
+        f: fn(T) -> R,
+        inputs: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let batches = IterBatches {
+            inputs: inputs.into_iter(),
+        };
+        Ok(Imap {
+            driver: Driver::new(&self.inner, f, batches, chunksize, ordered)?,
+            ready: Vec::new().into_iter(),
+            done: false,
+        })
     }
 
     /// No more tasks may be sent (Python's `pool.close()`); tasks already sent still
@@ -659,7 +681,7 @@ impl Pool {
         inputs.div_ceil(4 * self.workers()).max(1)
     }
 
-    /// Sends every chunk, waits for all results, and puts them back in order.
+    /// Feeds every chunk to the workers and puts the results back in order.
     fn run_all<F: Task>(
         &mut self,
         f: F,
@@ -667,24 +689,17 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<F::Output>, PoolError> {
         let total = inputs.len();
-        let mut inner = self.inner.borrow_mut();
-        let (call, chunks) = inner.submit(f, inputs.into_iter(), chunksize)?;
-        let outcome = inner.wait_for(call, chunks);
-        let job = inner.jobs.remove(&call).unwrap_or_default();
-        drop(inner);
-        outcome?;
+        let batches = SliceBatches {
+            inputs,
+            position: 0,
+        };
+        let mut driver = Driver::new(&self.inner, f, batches, chunksize, true)?;
         let mut outputs = Vec::with_capacity(total);
-        for bytes in job.chunks.values() {
-            let chunk: Vec<F::Output> =
-                postcard::from_bytes(bytes).map_err(|e| PoolError::Serialization(e.to_string()))?;
-            outputs.extend(chunk);
-        }
+        while driver.next_chunk_into(&mut outputs)? {}
         Ok(outputs)
     }
 }
 
-/// The workers are terminated and reaped when the pool and every [`AsyncResult`] and
-/// [`Imap`] made from it are gone.
 impl Drop for Inner {
     fn drop(&mut self) {
         self.terminate();
@@ -729,8 +744,21 @@ impl Inner {
             outbox: Vec::new(),
             written: 0,
             inbox: Vec::new(),
+            filled: 0,
             busy: None,
         })
+    }
+
+    /// An empty buffer, reused when one is spare.
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        let mut buffer = self.spare.pop().unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    /// Keeps `buffer` for reuse (a few per worker at most).
+    fn recycle(&mut self, buffer: Vec<u8>) {
+        recycle_into(&mut self.spare, buffer, self.workers.len());
     }
 
     fn open_call(&mut self) -> Result<u64, PoolError> {
@@ -743,75 +771,44 @@ impl Inner {
         Ok(call)
     }
 
-    /// Encodes `inputs` in chunks of `chunksize` and queues them under a new call.
-    fn submit<F: Task>(
-        &mut self,
-        f: F,
-        inputs: impl Iterator<Item = F::Input>,
-        chunksize: usize,
-    ) -> Result<(u64, u64), PoolError> {
+    /// Queues a call of one chunk, `inputs`, and returns the call's number.
+    fn submit<F: Task>(&mut self, f: F, inputs: &[F::Input]) -> Result<u64, PoolError> {
         let call = self.open_call()?;
-        let mut inputs = inputs.peekable();
-        let (mut chunk, mut start) = (0, 0);
-        while inputs.peek().is_some() {
-            let batch: Vec<F::Input> = inputs.by_ref().take(chunksize).collect();
-            let len = batch.len();
-            self.queue_chunk(f, call, chunk, start, &batch)?;
-            chunk += 1;
-            start += len;
-        }
-        Ok((call, chunk))
+        let mut frame = vec![0; TASK_HEADER];
+        encode_into(inputs, &mut frame)?;
+        self.queue_chunk(f, call, 0, 0, frame);
+        Ok(call)
     }
 
+    /// Queues a chunk whose `frame` holds a task header's room and the encoded inputs.
     fn queue_chunk<F: Task>(
         &mut self,
         f: F,
         call: u64,
         chunk: u64,
         start: usize,
-        batch: &[F::Input],
-    ) -> Result<(), PoolError> {
-        let payload =
-            postcard::to_allocvec(batch).map_err(|e| PoolError::Serialization(e.to_string()))?;
+        mut frame: Vec<u8>,
+    ) {
         let runner: Runner = run_chunk::<F>;
-        let mut frame = Vec::with_capacity(TASK_HEADER + payload.len());
-        frame.extend_from_slice(&call.to_le_bytes());
-        frame.extend_from_slice(&chunk.to_le_bytes());
-        frame.extend_from_slice(&(start as u64).to_le_bytes());
-        frame.extend_from_slice(&(runner as usize as u64).to_le_bytes());
-        frame.extend_from_slice(&(f.address() as u64).to_le_bytes());
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&payload);
+        let payload = (frame.len() - TASK_HEADER) as u32;
+        frame[0..8].copy_from_slice(&call.to_le_bytes());
+        frame[8..16].copy_from_slice(&chunk.to_le_bytes());
+        frame[16..24].copy_from_slice(&(start as u64).to_le_bytes());
+        frame[24..32].copy_from_slice(&(runner as usize as u64).to_le_bytes());
+        frame[32..40].copy_from_slice(&(f.address() as u64).to_le_bytes());
+        frame[40..44].copy_from_slice(&payload.to_le_bytes());
         self.queue.push_back(Chunk {
             call,
             chunk,
             start,
             frame,
         });
-        Ok(())
-    }
-
-    /// Runs the event loop until `call` has all its `chunks` or has failed.
-    fn wait_for(&mut self, call: u64, chunks: u64) -> Result<(), PoolError> {
-        loop {
-            let job = self.jobs.get_mut(&call).ok_or(PoolError::Closed)?;
-            if let Some(failure) = job.failure.take() {
-                self.queue.retain(|chunk| chunk.call != call);
-                return Err(failure);
-            }
-            if job.chunks.len() as u64 == chunks {
-                return Ok(());
-            }
-            if self.state == State::Terminated {
-                return Err(PoolError::Closed);
-            }
-            self.pump(None)?;
-        }
     }
 
     /// One turn of the event loop: hand queued chunks to idle workers, wait (at most
     /// `timeout`) until a pipe is ready, write what can be written, read what came.
     fn pump(&mut self, timeout: Option<Duration>) -> Result<(), PoolError> {
+        let workers = self.workers.len();
         for worker in &mut self.workers {
             if worker.busy.is_none() && worker.tasks.is_some() {
                 if let Some(chunk) = self.queue.pop_front() {
@@ -820,7 +817,9 @@ impl Inner {
                     worker.written = 0;
                 }
             }
-            worker.flush()?;
+            if let Some(sent) = worker.flush()? {
+                recycle_into(&mut self.spare, sent, workers);
+            }
         }
         let mut fds = Vec::new();
         let mut owners = Vec::new();
@@ -839,9 +838,12 @@ impl Inner {
         let mut dead = Vec::new();
         for index in ready {
             let slot = owners[index];
+            let workers = self.workers.len();
             let worker = &mut self.workers[slot];
-            worker.flush()?;
-            if !worker.read_replies(&mut self.jobs)? {
+            if let Some(sent) = worker.flush()? {
+                recycle_into(&mut self.spare, sent, workers);
+            }
+            if !worker.read_replies(&mut self.jobs, &mut self.spare)? {
                 dead.push(slot);
             }
         }
@@ -896,11 +898,19 @@ impl Inner {
     }
 }
 
+/// Keeps `buffer` in `spare` for reuse, a few per worker at most.
+fn recycle_into(spare: &mut Vec<Vec<u8>>, buffer: Vec<u8>, workers: usize) {
+    if spare.len() < 2 * workers + 2 {
+        spare.push(buffer);
+    }
+}
+
 impl Worker {
-    /// Writes as much of the outbox as the pipe takes without blocking.
-    fn flush(&mut self) -> Result<(), PoolError> {
+    /// Writes as much of the outbox as the pipe takes without blocking; returns the
+    /// outbox's buffer, for reuse, once all of it is written.
+    fn flush(&mut self) -> Result<Option<Vec<u8>>, PoolError> {
         let Some(tasks) = &mut self.tasks else {
-            return Ok(());
+            return Ok(None);
         };
         while self.written < self.outbox.len() {
             match tasks.write(&self.outbox[self.written..]) {
@@ -914,34 +924,41 @@ impl Worker {
             }
         }
         if self.written == self.outbox.len() && !self.outbox.is_empty() {
-            self.outbox = Vec::new();
             self.written = 0;
+            return Ok(Some(std::mem::take(&mut self.outbox)));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Reads what the worker wrote and files complete replies under their calls.
     /// Returns `false` when the worker's pipe has closed: the worker is dead.
-    fn read_replies(&mut self, jobs: &mut HashMap<u64, Job>) -> Result<bool, PoolError> {
+    fn read_replies(
+        &mut self,
+        jobs: &mut HashMap<u64, Job>,
+        spare: &mut Vec<Vec<u8>>,
+    ) -> Result<bool, PoolError> {
         let mut alive = true;
-        let mut buffer = [0u8; 64 * 1024];
         loop {
-            match self.results.read(&mut buffer) {
+            // `inbox` stays initialised up to its length; `filled` bytes of it are data.
+            if self.inbox.len() - self.filled < READ_SIZE {
+                self.inbox.resize(self.filled + READ_SIZE, 0);
+            }
+            match self.results.read(&mut self.inbox[self.filled..]) {
                 Ok(0) => {
                     alive = false;
                     break;
                 }
-                Ok(n) => self.inbox.extend_from_slice(&buffer[..n]),
+                Ok(got) => self.filled += got,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error.into()),
             }
         }
         let mut used = 0;
-        while self.inbox.len() - used >= REPLY_HEADER {
+        while self.filled - used >= REPLY_HEADER {
             let header = &self.inbox[used..used + REPLY_HEADER];
             let len = u32_at(header, 25) as usize;
-            if self.inbox.len() - used < REPLY_HEADER + len {
+            if self.filled - used < REPLY_HEADER + len {
                 break;
             }
             let call = u64_at(header, 0);
@@ -953,7 +970,10 @@ impl Worker {
             self.busy = None;
             if let Some(job) = jobs.get_mut(&call) {
                 if status == STATUS_OK {
-                    job.chunks.insert(chunk, body.to_vec());
+                    let mut bytes = spare.pop().unwrap_or_default();
+                    bytes.clear();
+                    bytes.extend_from_slice(body);
+                    job.chunks.insert(chunk, bytes);
                 } else {
                     job.failure.get_or_insert(PoolError::TaskFailed {
                         index: start + offset,
@@ -963,7 +983,8 @@ impl Worker {
             }
             used += REPLY_HEADER + len;
         }
-        self.inbox.drain(..used);
+        self.inbox.copy_within(used..self.filled, 0);
+        self.filled -= used;
         Ok(alive)
     }
 }
@@ -1036,77 +1057,211 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 }
 
-/// The results of [`Pool::imap`] or [`Pool::imap_unordered`], as an iterator.
-pub struct Imap<T, R, I> {
-    inner: Rc<RefCell<Inner>>,
-    f: fn(T) -> R,
-    inputs: I,
-    chunksize: usize,
-    call: u64,
-    next_chunk: u64,
-    sent_chunks: u64,
-    ready: VecDeque<R>,
-    ordered: bool,
-    done: bool,
+/// Decodes a postcard sequence onto the end of a vector, with no vector of its own
+/// in between (a chunk's results go straight to where the caller wants them).
+struct Append<'a, R>(&'a mut Vec<R>);
+
+impl<'de, R: Deserialize<'de>> DeserializeSeed<'de> for Append<'_, R> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
 }
 
-impl<T, R, I> Imap<T, R, I>
-where
-    T: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + 'static,
-    I: Iterator<Item = T>,
-{
-    /// Keeps two chunks per worker queued or running.
-    fn top_up(&mut self, inner: &mut Inner) -> Result<(), PoolError> {
-        let ahead = 2 * inner.workers.len() as u64;
-        while self.sent_chunks - self.next_chunk < ahead {
-            let batch: Vec<T> = self.inputs.by_ref().take(self.chunksize).collect();
-            if batch.is_empty() {
-                break;
-            }
-            let start = self.sent_chunks as usize * self.chunksize;
-            inner.queue_chunk(self.f, self.call, self.sent_chunks, start, &batch)?;
-            self.sent_chunks += 1;
+impl<'de, R: Deserialize<'de>> Visitor<'de> for Append<'_, R> {
+    type Value = ();
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a sequence of results")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.0.reserve(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            self.0.push(item);
         }
         Ok(())
     }
+}
 
-    fn next_result(&mut self) -> Result<Option<R>, PoolError> {
+fn decode_append<R: DeserializeOwned>(bytes: &[u8], out: &mut Vec<R>) -> Result<(), PoolError> {
+    let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+    Append(out)
+        .deserialize(&mut deserializer)
+        .map_err(|e| PoolError::Serialization(e.to_string()))
+}
+
+/// Encodes `inputs` (a sequence, as postcard writes a `Vec`) at the end of `frame`.
+fn encode_into<T: Serialize>(inputs: &[T], frame: &mut Vec<u8>) -> Result<(), PoolError> {
+    // Room for the usual size up front: growing the buffer step by step costs more
+    // than the encoding itself.
+    frame.reserve(std::mem::size_of_val(inputs) + 16);
+    let encoded = postcard::to_extend(inputs, std::mem::take(frame))
+        .map_err(|e| PoolError::Serialization(e.to_string()))?;
+    *frame = encoded;
+    Ok(())
+}
+
+/// Where a call's inputs come from, a chunk at a time.
+trait Batches {
+    /// Appends the next chunk of at most `chunksize` inputs, encoded, to `frame`, and
+    /// returns how many inputs it holds: 0 when there are no more.
+    fn next_batch(&mut self, chunksize: usize, frame: &mut Vec<u8>) -> Result<usize, PoolError>;
+}
+
+/// Inputs already in a vector (`map`): chunks are encoded straight from its slices.
+struct SliceBatches<T> {
+    inputs: Vec<T>,
+    position: usize,
+}
+
+impl<T: Serialize> Batches for SliceBatches<T> {
+    fn next_batch(&mut self, chunksize: usize, frame: &mut Vec<u8>) -> Result<usize, PoolError> {
+        let end = self
+            .position
+            .saturating_add(chunksize)
+            .min(self.inputs.len());
+        let count = end - self.position;
+        if count > 0 {
+            encode_into(&self.inputs[self.position..end], frame)?;
+            self.position = end;
+        }
+        Ok(count)
+    }
+}
+
+/// Inputs from an iterator (`imap`), taken a chunk at a time.
+struct IterBatches<I> {
+    inputs: I,
+}
+
+impl<I> Batches for IterBatches<I>
+where
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn next_batch(&mut self, chunksize: usize, frame: &mut Vec<u8>) -> Result<usize, PoolError> {
+        let batch: Vec<I::Item> = self.inputs.by_ref().take(chunksize).collect();
+        if !batch.is_empty() {
+            encode_into(&batch, frame)?;
+        }
+        Ok(batch.len())
+    }
+}
+
+/// Feeds one call's chunks to the workers, a few ahead of the results it hands out,
+/// and hands the results out a chunk at a time: in input order, or as they finish.
+struct Driver<F, B> {
+    inner: Rc<RefCell<Inner>>,
+    f: F,
+    batches: B,
+    chunksize: usize,
+    call: u64,
+    sent_chunks: u64,
+    sent_inputs: usize,
+    taken_chunks: u64,
+    exhausted: bool,
+    ordered: bool,
+}
+
+impl<F: Task, B: Batches> Driver<F, B> {
+    fn new(
+        inner: &Rc<RefCell<Inner>>,
+        f: F,
+        batches: B,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<Self, PoolError> {
+        let call = inner.borrow_mut().open_call()?;
+        Ok(Driver {
+            inner: Rc::clone(inner),
+            f,
+            batches,
+            chunksize,
+            call,
+            sent_chunks: 0,
+            sent_inputs: 0,
+            taken_chunks: 0,
+            exhausted: false,
+            ordered,
+        })
+    }
+
+    /// Whether another chunk should be encoded now: two per worker may be on their way.
+    fn wants_more(&self, inner: &Inner) -> bool {
+        !self.exhausted && self.sent_chunks - self.taken_chunks < 2 * inner.workers.len() as u64
+    }
+
+    /// Encodes and queues one more chunk, unless enough are on their way.
+    fn send_one(&mut self, inner: &mut Inner) -> Result<(), PoolError> {
+        if !self.wants_more(inner) {
+            return Ok(());
+        }
+        let mut frame = inner.spare_buffer();
+        frame.resize(TASK_HEADER, 0);
+        let count = self.batches.next_batch(self.chunksize, &mut frame)?;
+        if count == 0 {
+            self.exhausted = true;
+            inner.recycle(frame);
+            return Ok(());
+        }
+        inner.queue_chunk(self.f, self.call, self.sent_chunks, self.sent_inputs, frame);
+        self.sent_chunks += 1;
+        self.sent_inputs += count;
+        Ok(())
+    }
+
+    /// Appends the results of the next chunk to `out`; `false` when every chunk has
+    /// been handed out.
+    fn next_chunk_into(&mut self, out: &mut Vec<F::Output>) -> Result<bool, PoolError> {
+        let cell = Rc::clone(&self.inner);
+        let mut inner = cell.borrow_mut();
         loop {
-            if let Some(result) = self.ready.pop_front() {
-                return Ok(Some(result));
-            }
-            let cell = Rc::clone(&self.inner);
-            let mut inner = cell.borrow_mut();
-            self.top_up(&mut inner)?;
+            self.send_one(&mut inner)?;
             let job = inner.jobs.get_mut(&self.call).ok_or(PoolError::Closed)?;
             if let Some(failure) = job.failure.take() {
+                self.exhausted = true;
                 return Err(failure);
             }
             let key = if self.ordered {
                 job.chunks
-                    .contains_key(&self.next_chunk)
-                    .then_some(self.next_chunk)
+                    .contains_key(&self.taken_chunks)
+                    .then_some(self.taken_chunks)
             } else {
                 job.chunks.keys().next().copied()
             };
-            if let Some(key) = key {
-                let bytes = job.chunks.remove(&key).unwrap_or_default();
-                let chunk: Vec<R> = postcard::from_bytes(&bytes)
-                    .map_err(|e| PoolError::Serialization(e.to_string()))?;
-                self.ready.extend(chunk);
-                self.next_chunk += 1;
-                continue;
+            if let Some(bytes) = key.and_then(|key| job.chunks.remove(&key)) {
+                self.taken_chunks += 1;
+                let decoded = decode_append(&bytes, out);
+                inner.recycle(bytes);
+                return decoded.map(|()| true);
             }
-            if self.next_chunk == self.sent_chunks {
-                return Ok(None);
+            if self.exhausted && self.taken_chunks == self.sent_chunks {
+                return Ok(false);
             }
             if inner.state == State::Terminated {
                 return Err(PoolError::Closed);
             }
-            inner.pump(None)?;
+            // While chunks remain to be encoded, only look at the pipes: encoding the
+            // next chunk overlaps with the workers' work.
+            let timeout = self.wants_more(&inner).then_some(Duration::ZERO);
+            inner.pump(timeout)?;
         }
     }
+}
+
+impl<F, B> Drop for Driver<F, B> {
+    fn drop(&mut self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.jobs.remove(&self.call);
+        let call = self.call;
+        inner.queue.retain(|chunk| chunk.call != call);
+    }
+}
+
+/// The results of [`Pool::imap`] or [`Pool::imap_unordered`], as an iterator.
+pub struct Imap<T, R, I> {
+    driver: Driver<fn(T) -> R, IterBatches<I>>,
+    ready: std::vec::IntoIter<R>,
+    done: bool,
 }
 
 impl<T, R, I> Iterator for Imap<T, R, I>
@@ -1118,28 +1273,22 @@ where
     type Item = Result<R, PoolError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.next_result() {
-            Ok(Some(result)) => Some(Ok(result)),
-            Ok(None) => {
-                self.done = true;
-                None
+        loop {
+            if let Some(result) = self.ready.next() {
+                return Some(Ok(result));
             }
-            Err(error) => {
-                self.done = true;
-                Some(Err(error))
+            if self.done {
+                return None;
+            }
+            let mut chunk = Vec::new();
+            match self.driver.next_chunk_into(&mut chunk) {
+                Ok(true) => self.ready = chunk.into_iter(),
+                Ok(false) => self.done = true,
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
             }
         }
-    }
-}
-
-impl<T, R, I> Drop for Imap<T, R, I> {
-    fn drop(&mut self) {
-        let mut inner = self.inner.borrow_mut();
-        inner.jobs.remove(&self.call);
-        let call = self.call;
-        inner.queue.retain(|chunk| chunk.call != call);
     }
 }
