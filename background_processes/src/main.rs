@@ -41,7 +41,7 @@ fn foo() {
     println!("Exiting {name}");
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), common::cli::Report> {
     let args: Args = common::cli::parse();
 
     let mut background_process = Process::new(foo)

@@ -27,3 +27,38 @@ pub fn parse<T: Parser>() -> T {
         },
     }
 }
+
+/// The error a demo's `main` returns: any error converts into it with `?`, and it
+/// prints as one line, `Error: ` and the error with its causes, with no backtrace
+/// (even when `RUST_BACKTRACE` is set); the exit code is 1.
+///
+/// ```
+/// fn main() -> Result<(), common::cli::Report> {
+///     let _value: u32 = "42".parse()?;
+///     Ok(())
+/// }
+/// ```
+pub struct Report(anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for Report {
+    fn from(error: E) -> Self {
+        Report(error.into())
+    }
+}
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_one_line_with_its_causes() {
+        let error = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(format!("{:?}", Report::from(error)), "outer: inner");
+    }
+}

@@ -52,7 +52,7 @@ fn py_bool(value: bool) -> &'static str {
     if value { "True" } else { "False" }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), common::cli::Report> {
     let args: Args = common::cli::parse();
 
     let mut p = Process::new(foo);

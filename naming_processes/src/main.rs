@@ -54,7 +54,7 @@ fn written(shared: &SharedArray<f64>) -> usize {
         .count()
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), common::cli::Report> {
     let args: Args = common::cli::parse();
     let count = args.count as usize;
     let start_time = Instant::now();

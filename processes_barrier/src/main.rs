@@ -12,7 +12,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::anyhow;
 use clap::Parser;
 use common::shm::SharedArray;
 use common::sync::{Barrier, Lock};
@@ -79,10 +79,10 @@ fn test_without_barrier() {
     println!("process {name} ----> {}", local(now));
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), common::cli::Report> {
     let args: Args = common::cli::parse();
     if args.bench {
-        return bench::run(args.generations as usize);
+        return Ok(bench::run(args.generations as usize)?);
     }
     let parties = args.with_barrier as usize;
 
@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
     }
     for process in &processes {
         if process.join()? != 0 {
-            bail!("process {} failed", process.get_name());
+            return Err(anyhow!("process {} failed", process.get_name()).into());
         }
     }
 

@@ -35,7 +35,7 @@ fn my_func(i: usize, unit: usize) {
     );
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<(), common::cli::Report> {
     let args: Args = common::cli::parse();
     let unit = args.unit as usize;
 

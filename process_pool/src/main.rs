@@ -1,0 +1,99 @@
+//! Mirrors `python/process_pool.py`: a `Pool(4)` maps `function_square` over
+//! `0..10`, then is closed and joined, and the parent prints the results in order.
+//!
+//! What to notice: the results come back in input order, whichever worker computed
+//! them. Try `--show-workers` to see which worker (pid) squared which input, with
+//! `--chunksize 1` and without. `--crash-at 3` makes the task for input 3 kill its own
+//! worker: Python's Pool then waits forever (cpython gh-66587), while this one reports
+//! the dead worker at once. `--bench` measures the pool next to Python's.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use clap::Parser;
+use common::Pool;
+use common::process::{Signal, kill_current};
+use common::workload::square;
+
+mod bench;
+
+/// A Pool of worker processes mapping a function over inputs.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// How many worker processes the pool forks.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    workers: u64,
+    /// Map over the inputs 0..N.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    inputs: u64,
+    /// Inputs per task sent to a worker (default: inputs / (4 × workers), rounded up,
+    /// as Python does).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    chunksize: Option<u64>,
+    /// Print which worker (pid) squared which input.
+    #[arg(long)]
+    show_workers: bool,
+    /// The task for input I kills its own worker with SIGKILL.
+    #[arg(long, value_name = "I")]
+    crash_at: Option<u64>,
+    /// Measure the pool (tasks per second, speed-up, start-up) instead.
+    #[arg(long)]
+    bench: bool,
+}
+
+/// The input whose task kills its worker (-1: none). Set before `Pool::new`, so that
+/// the workers, which are copies of this process, see it.
+static CRASH_AT: AtomicI64 = AtomicI64::new(-1);
+
+fn function_square(data: i64) -> i64 {
+    if data == CRASH_AT.load(Ordering::Relaxed) {
+        let _ = kill_current(Signal::SIGKILL);
+    }
+    square(data)
+}
+
+fn square_and_worker(data: i64) -> (i64, u32) {
+    (function_square(data), std::process::id())
+}
+
+fn map<R>(
+    pool: &mut Pool,
+    f: fn(i64) -> R,
+    inputs: &[i64],
+    chunksize: Option<u64>,
+) -> anyhow::Result<Vec<R>>
+where
+    R: serde::Serialize + serde::de::DeserializeOwned + 'static,
+{
+    Ok(match chunksize {
+        Some(chunksize) => pool.map_chunked(f, inputs.iter().copied(), chunksize as usize)?,
+        None => pool.map(f, inputs.iter().copied())?,
+    })
+}
+
+fn main() -> Result<(), common::cli::Report> {
+    let args: Args = common::cli::parse();
+    if args.bench {
+        return Ok(bench::run()?);
+    }
+    if let Some(crash_at) = args.crash_at {
+        CRASH_AT.store(crash_at as i64, Ordering::Relaxed);
+    }
+    let inputs: Vec<i64> = (0..args.inputs as i64).collect();
+
+    let mut pool = Pool::new(args.workers as usize)?;
+    let pool_outputs = if args.show_workers {
+        let outputs = map(&mut pool, square_and_worker, &inputs, args.chunksize)?;
+        for (input, (output, pid)) in inputs.iter().zip(&outputs) {
+            println!("input {input:>3} -> {output:>5}   by worker {pid}");
+        }
+        outputs.into_iter().map(|(output, _)| output).collect()
+    } else {
+        map(&mut pool, function_square, &inputs, args.chunksize)?
+    };
+    pool.close();
+    pool.join()?;
+
+    println!("Pool    : {pool_outputs:?}");
+    Ok(())
+}

@@ -1,0 +1,68 @@
+"""A Pool of worker processes mapping a function over inputs.
+
+The Rust version is process_pool/src/main.rs.
+"""
+
+import argparse
+import multiprocessing
+import os
+import signal
+import sys
+
+from cli import bounded_int
+
+# The input whose task kills its worker (-1: none); the workers are forks of this
+# process, so they see the value set before the Pool is created.
+CRASH_AT = -1
+
+# How long to wait for a map that may never end: Python's Pool waits forever when a
+# worker dies in the middle of a task (cpython gh-66587).
+HANG_GUARD_SECONDS = 5
+
+
+def function_square(data):
+    if data == CRASH_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return data * data
+
+
+def square_and_worker(data):
+    return function_square(data), os.getpid()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=bounded_int(1, 64), default=4,
+                        help="how many worker processes the pool forks")
+    parser.add_argument("--inputs", type=bounded_int(0, 10_000_000), default=10,
+                        help="map over the inputs 0..N")
+    parser.add_argument("--chunksize", type=bounded_int(1, 2**63 - 1), default=None,
+                        help="inputs per task sent to a worker")
+    parser.add_argument("--show-workers", action="store_true",
+                        help="print which worker (pid) squared which input")
+    parser.add_argument("--crash-at", type=bounded_int(0, 2**63 - 1), default=None, metavar="I",
+                        help="the task for input I kills its own worker with SIGKILL")
+    args = parser.parse_args()
+    if args.crash_at is not None:
+        CRASH_AT = args.crash_at
+    inputs = list(range(args.inputs))
+
+    pool = multiprocessing.Pool(processes=args.workers)
+    function = square_and_worker if args.show_workers else function_square
+    pending = pool.map_async(function, inputs, args.chunksize)
+    try:
+        # Python's own map() would wait forever here if a worker died.
+        outputs = pending.get(timeout=HANG_GUARD_SECONDS if args.crash_at is not None else None)
+    except multiprocessing.TimeoutError:
+        pool.terminate()
+        sys.exit(f"Error: no result after {HANG_GUARD_SECONDS} s: a worker died during map, "
+                 "and Python's Pool waits forever for its task (cpython gh-66587)")
+    if args.show_workers:
+        for data, (output, pid) in zip(inputs, outputs):
+            print(f"input {data:>3} -> {output:>5}   by worker {pid}")
+        outputs = [output for output, _ in outputs]
+    pool_outputs = outputs
+    pool.close()
+    pool.join()
+
+    print("Pool    :", pool_outputs)
