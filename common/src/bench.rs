@@ -150,3 +150,21 @@ pub fn pool(workers: usize, inputs: i64, heavy: u64) -> anyhow::Result<PoolNumbe
         startup,
     })
 }
+
+/// Runs `python3 python/SCRIPT ARGS` (the workspace's Python counterparts, found from
+/// this crate's source folder) and returns what it printed, or `None` when python3 or
+/// the script is missing or fails: the baselines from Python are optional.
+pub fn run_python(script: &str, args: &[String]) -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../python")
+        .join(script);
+    let output = std::process::Command::new("python3")
+        .arg(path)
+        .args(args)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    String::from_utf8(output.stdout).ok()
+}

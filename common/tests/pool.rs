@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Finished, Running, is_running, proc_stat, run, wait_until};
+use test_support::{Finished, Running, is_running, pids_after, proc_stat, run, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const BIN: &str = env!("CARGO_BIN_EXE_pool_fixture");
@@ -19,14 +19,6 @@ fn fixture(scenario: &str) -> Finished {
         done.stderr
     );
     done
-}
-
-fn pids_after(line: &str, prefix: &str) -> Vec<u32> {
-    line.strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
-        .split_whitespace()
-        .map(|pid| pid.parse().expect("a pid"))
-        .collect()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Running, is_running, proc_stat, run, wait_until};
+use test_support::{Running, is_running, pids_after, proc_stat, run, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -12,14 +12,6 @@ fn fixture(scenario: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_process_fixture"));
     command.arg(scenario);
     command
-}
-
-fn pids_after(line: &str, prefix: &str) -> Vec<u32> {
-    line.strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
-        .split_whitespace()
-        .map(|pid| pid.parse().expect("a pid"))
-        .collect()
 }
 
 #[test]

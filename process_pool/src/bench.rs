@@ -1,7 +1,5 @@
 //! `--bench`: the pool's speed next to Python's `multiprocessing.Pool`, in one run.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const WORKERS: usize = 2;
@@ -66,18 +64,13 @@ struct PythonNumbers {
 
 /// Python's Pool through `python/bench_pool.py`, when python3 is there.
 fn python_pool() -> Option<PythonNumbers> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/bench_pool.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .args([
-            "--workers",
-            &WORKERS.to_string(),
-            "--inputs",
-            &INPUTS.to_string(),
-        ])
-        .output()
-        .ok()?;
-    let text = String::from_utf8(output.stdout).ok()?;
+    let args = [
+        "--workers".to_string(),
+        WORKERS.to_string(),
+        "--inputs".to_string(),
+        INPUTS.to_string(),
+    ];
+    let text = common::bench::run_python("bench_pool.py", &args)?;
     let mut words = text.split_whitespace();
     let map_tasks_per_second = words.next()?.parse().ok()?;
     let startup_seconds: f64 = words.next()?.parse().ok()?;

@@ -1,8 +1,6 @@
 //! `--bench`: µs per barrier generation for `common::sync::Barrier`, a process-shared
 //! `pthread_barrier_t` and Python's `multiprocessing.Barrier`, measured in one run.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 /// Prints the table, one row per number of parties.
@@ -35,16 +33,14 @@ fn micros(duration: Duration) -> f64 {
 
 /// Python's Barrier through `python/bench_barrier.py`, when python3 is there.
 fn python_barrier(parties: usize, generations: usize) -> Option<f64> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/bench_barrier.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .args([
-            "--parties",
-            &parties.to_string(),
-            "--generations",
-            &generations.to_string(),
-        ])
-        .output()
-        .ok()?;
-    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
+    let args = [
+        "--parties".to_string(),
+        parties.to_string(),
+        "--generations".to_string(),
+        generations.to_string(),
+    ];
+    common::bench::run_python("bench_barrier.py", &args)?
+        .trim()
+        .parse()
+        .ok()
 }

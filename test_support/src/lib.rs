@@ -201,6 +201,15 @@ fn send(target: i32, signal: i32) {
     }
 }
 
+/// The pids in a line such as `children 12 13 14`, after `prefix` (`"children "`).
+pub fn pids_after(line: &str, prefix: &str) -> Vec<u32> {
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+        .split_whitespace()
+        .map(|pid| pid.parse().expect("a pid"))
+        .collect()
+}
+
 /// One line of `/proc/PID/stat`, the fields the tests need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
