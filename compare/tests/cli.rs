@@ -1,0 +1,41 @@
+//! Runs the `compare` binary.
+
+use std::process::Command;
+use std::time::Duration;
+
+use test_support::{assert_bad_input, assert_help_names, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_compare");
+
+#[test]
+fn an_unknown_demo_is_bad_input() {
+    assert_bad_input(BIN, &["frobnicate"]);
+    assert_bad_input(BIN, &[]);
+    assert_help_names(BIN, "bench");
+}
+
+#[test]
+fn a_demo_compares_with_its_python_version() {
+    // Under `cargo test --workspace` the demos are built next to `compare`; run
+    // alone, compare must say what to build rather than fail obscurely.
+    let done = run(
+        Command::new(BIN).args(["spawning_processes", "--", "--processes", "3"]),
+        Duration::from_secs(60),
+    );
+    if done.code() == 1 {
+        assert!(
+            done.stderr.contains("cargo build --workspace"),
+            "{}",
+            done.stderr
+        );
+        return;
+    }
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(done.stdout.starts_with("Rust"), "{}", done.stdout);
+    assert!(
+        done.stdout
+            .contains("Same lines in both, numbers and order aside."),
+        "{}",
+        done.stdout
+    );
+}
