@@ -242,6 +242,7 @@ impl Progress {
 
 // Frames on the pipes, little-endian:
 // task:  call u64 | chunk u64 | start u64 | runner u64 | task u64 | len u32 | payload
+//        (a task frame whose runner is 0 tells the worker to exit)
 // reply: call u64 | chunk u64 | status u8 | offset u64 | len u32 | payload
 const TASK_HEADER: usize = 8 * 5 + 4;
 const REPLY_HEADER: usize = 8 * 2 + 1 + 8 + 4;
@@ -292,6 +293,10 @@ fn worker_loop(
         let chunk = u64_at(&header, 8);
         let start = u64_at(&header, 16);
         let runner = u64_at(&header, 24) as usize;
+        if runner == 0 {
+            // The stop frame that `Pool::join` sends.
+            return Ok(());
+        }
         let task = u64_at(&header, 32) as usize;
         let len = u32_at(&header, 40) as usize;
         payload.resize(len, 0);
@@ -667,8 +672,14 @@ impl Pool {
         while !inner.queue.is_empty() || inner.workers.iter().any(|w| w.busy.is_some()) {
             inner.pump(None)?;
         }
+        // Tell each worker to stop with a frame of its own rather than by closing the
+        // pipe: a child forked since the pool started holds a copy of the pipe's
+        // writing end, and the worker would never see the pipe close.
         for worker in &mut inner.workers {
-            worker.tasks = None;
+            if let Some(mut tasks) = worker.tasks.take() {
+                let _ = sys::set_blocking(tasks.as_fd());
+                let _ = tasks.write_all(&[0; TASK_HEADER]);
+            }
         }
         for worker in &inner.workers {
             worker.process.join()?;

@@ -146,6 +146,15 @@ pub(crate) fn keep_freed_memory() {
     }
 }
 
+/// Makes reads and writes on `fd` wait again (undoes [`set_nonblocking`]).
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
 /// Leaves the process at once with `code`: no destructors, no `atexit` handlers.
 /// Flushes Rust's stdout and stderr first.
 pub(crate) fn exit_now(code: i32) -> ! {

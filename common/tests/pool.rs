@@ -140,6 +140,18 @@ fn no_zombie_after_join() {
 }
 
 #[test]
+fn join_ends_even_when_another_child_holds_the_pools_pipes() {
+    let done = fixture("join-with-other-child");
+    let line = done.lines()[0];
+    let millis: u64 = line
+        .strip_prefix("joined in ")
+        .and_then(|rest| rest.strip_suffix(" ms"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(millis < 5000, "{line}");
+}
+
+#[test]
 fn no_worker_left_after_the_pool_is_dropped() {
     assert_workers_gone("dropped", "dropped");
 }

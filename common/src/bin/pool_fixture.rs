@@ -18,6 +18,7 @@ fn main() -> Result<()> {
         "apply" => apply(),
         "errors" => errors(),
         "joined" => joined(),
+        "join-with-other-child" => join_with_other_child(),
         "dropped" => dropped(),
         "parent-killed" => parent_killed(),
         other => bail!("unknown scenario {other:?}"),
@@ -183,6 +184,22 @@ fn joined() -> Result<()> {
     pool.join()?;
     print_pids("joined", &pids);
     sleep(Duration::from_secs(30));
+    Ok(())
+}
+
+/// A child forked after the pool holds copies of the pool's pipe ends; `join` must
+/// still end.
+fn join_with_other_child() -> Result<()> {
+    let mut pool = Pool::new(2)?;
+    let mut other = common::Process::new(|| sleep(Duration::from_secs(30))).daemon(true);
+    other.start()?;
+    pool.map(square, 0..10)?;
+    pool.close();
+    let started = Instant::now();
+    pool.join()?;
+    println!("joined in {} ms", started.elapsed().as_millis());
+    other.kill()?;
+    other.join()?;
     Ok(())
 }
 
