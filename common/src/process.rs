@@ -272,18 +272,25 @@ impl Process {
         ensure_single_threaded()?;
         reap_finished_children();
         register_exit_hook();
+        let Some(target) = self.target.take() else {
+            return Err(ProcessError::AlreadyStarted {
+                name: self.name.clone(),
+            });
+        };
         sys::flush_std();
 
         // SAFETY: the process is single-threaded (checked just above), so no other
         // thread can hold a lock that the child would inherit locked. The child runs
         // only `run_child`, which never returns: it leaves with `_exit`.
         match unsafe { unistd::fork() } {
-            Err(source) => Err(ProcessError::Os {
-                call: "fork",
-                source,
-            }),
+            Err(source) => {
+                self.target = Some(target);
+                Err(ProcessError::Os {
+                    call: "fork",
+                    source,
+                })
+            }
             Ok(ForkResult::Child) => {
-                let target = self.target.take().expect("checked above");
                 let setup = ChildSetup {
                     name: self.name.clone(),
                     os_name,
@@ -294,7 +301,8 @@ impl Process {
                 run_child(setup, target)
             }
             Ok(ForkResult::Parent { child }) => {
-                self.target = None;
+                // The parent's copy of the target (and of what it captured) goes now.
+                drop(target);
                 let child = Arc::new(Child {
                     pid: child,
                     daemon: self.daemon,
