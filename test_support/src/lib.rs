@@ -51,6 +51,7 @@ pub struct Running {
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: Option<JoinHandle<String>>,
+    finished: bool,
 }
 
 impl Running {
@@ -84,6 +85,7 @@ impl Running {
             lines,
             seen: Vec::new(),
             stderr: Some(stderr),
+            finished: false,
         }
     }
 
@@ -131,6 +133,7 @@ impl Running {
         let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.finished = true;
                 break status;
             }
             if Instant::now() >= deadline {
@@ -180,12 +183,17 @@ fn collect_with_limit(deadline: Instant) -> impl FnOnce(JoinHandle<String>) -> S
     }
 }
 
+/// A binary dropped without [`Running::finish`] (a test that killed it, or failed) is
+/// killed with its whole process group, leader gone or not: children it orphaned must
+/// not outlive the test. After `finish`, the group is left alone, so that a test can
+/// check that the binary itself left nothing running.
 impl Drop for Running {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.signal_group(libc::SIGKILL);
-            let _ = self.child.wait();
+        if self.finished {
+            return;
         }
+        self.signal_group(libc::SIGKILL);
+        let _ = self.child.wait();
     }
 }
 
