@@ -396,6 +396,15 @@ impl Pool {
     /// A pool of `workers` processes, forked now and reused by every call
     /// (Python's `Pool(workers)`).
     ///
+    /// ```
+    /// use common::pool::{Pool, PoolError};
+    ///
+    /// assert!(matches!(Pool::new(0), Err(PoolError::NoWorkers)));
+    /// let pool = Pool::new(3)?;
+    /// assert_eq!(pool.workers(), 3);
+    /// # Ok::<(), PoolError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`PoolError::NoWorkers`] for 0; [`PoolError::Process`] when a worker cannot be
     /// forked (in a multi-threaded process, for one).
@@ -423,6 +432,12 @@ impl Pool {
 
     /// A pool with one worker per available CPU (Python's `Pool()`).
     ///
+    /// ```
+    /// let pool = common::pool::Pool::with_cpus()?;
+    /// assert!(pool.workers() >= 1);
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Pool::new`].
     pub fn with_cpus() -> Result<Pool, PoolError> {
@@ -430,11 +445,24 @@ impl Pool {
     }
 
     /// The number of workers.
+    ///
+    /// ```
+    /// assert_eq!(common::pool::Pool::new(2)?.workers(), 2);
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
     pub fn workers(&self) -> usize {
         self.inner.borrow().workers.len()
     }
 
     /// The workers' pids, in slot order (a replaced worker's slot gets the new pid).
+    ///
+    /// ```
+    /// let mut pool = common::pool::Pool::new(2)?;
+    /// let pids = pool.worker_pids();
+    /// let seen: Vec<u32> = pool.map_chunked(|_: u8| std::process::id(), 0..8, 1)?;
+    /// assert!(seen.iter().all(|pid| pids.contains(pid)));
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
     pub fn worker_pids(&self) -> Vec<u32> {
         let inner = self.inner.borrow();
         inner
@@ -446,6 +474,22 @@ impl Pool {
 
     /// `f` applied to every input, results in input order (Python's `pool.map`), with
     /// Python's default chunksize: inputs / (4 × workers), rounded up.
+    ///
+    /// ```
+    /// use common::pool::{Pool, PoolError};
+    ///
+    /// fn halve(x: u32) -> u32 {
+    ///     assert!(x % 2 == 0, "{x} is odd");
+    ///     x / 2
+    /// }
+    ///
+    /// let mut pool = Pool::new(2)?;
+    /// assert_eq!(pool.map(halve, [2, 4, 6])?, [1, 2, 3]);
+    /// let failed = pool.map(halve, [2, 3, 4]);
+    /// assert!(matches!(failed, Err(PoolError::TaskFailed { index: 1, .. })));
+    /// assert_eq!(pool.map(halve, [8])?, [4], "the pool is still usable");
+    /// # Ok::<(), PoolError>(())
+    /// ```
     ///
     /// # Errors
     /// [`PoolError::TaskFailed`] if a task panics, [`PoolError::WorkerDied`] if a
@@ -518,6 +562,13 @@ impl Pool {
     }
 
     /// `f(input)` in a worker, waiting for the result (Python's `pool.apply`).
+    ///
+    /// ```
+    /// let mut pool = common::pool::Pool::new(1)?;
+    /// let worker = pool.apply(|_: ()| std::process::id(), ())?;
+    /// assert_eq!(pool.worker_pids(), [worker]);
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Pool::map`].
@@ -651,6 +702,16 @@ impl Pool {
 
     /// No more tasks may be sent (Python's `pool.close()`); tasks already sent still
     /// run. Then call [`Pool::join`].
+    ///
+    /// ```
+    /// use common::pool::{Pool, PoolError};
+    ///
+    /// let mut pool = Pool::new(2)?;
+    /// pool.close();
+    /// assert!(matches!(pool.map(common::workload::square, [1]), Err(PoolError::Closed)));
+    /// pool.join()?;
+    /// # Ok::<(), PoolError>(())
+    /// ```
     pub fn close(&mut self) {
         let mut inner = self.inner.borrow_mut();
         if inner.state == State::Running {
@@ -660,12 +721,33 @@ impl Pool {
 
     /// Stops the workers at once with SIGTERM (Python's `pool.terminate()`) and reaps
     /// them. Results not yet collected are lost.
+    ///
+    /// ```
+    /// let mut pool = common::pool::Pool::new(2)?;
+    /// let pids = pool.worker_pids();
+    /// pool.terminate();
+    /// pool.join()?;
+    /// assert!(pids.iter().all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()));
+    /// # Ok::<(), common::pool::PoolError>(())
+    /// ```
     pub fn terminate(&mut self) {
         self.inner.borrow_mut().terminate();
     }
 
     /// Waits for the tasks already sent, then for the workers to exit, and reaps them
     /// (Python's `pool.join()`).
+    ///
+    /// ```
+    /// use common::pool::{Pool, PoolError};
+    ///
+    /// let mut pool = Pool::new(2)?;
+    /// assert!(matches!(pool.join(), Err(PoolError::StillRunning)));
+    /// let pending = pool.apply_async(common::workload::square, 5)?;
+    /// pool.close();
+    /// pool.join()?; // waits for the task already sent
+    /// assert_eq!(pending.get()?, 25);
+    /// # Ok::<(), PoolError>(())
+    /// ```
     ///
     /// # Errors
     /// [`PoolError::StillRunning`] before `close()` or `terminate()`.
@@ -1024,6 +1106,22 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     }
 
     /// Waits at most `timeout` for the result (Python's `get(timeout)`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use common::pool::{Pool, PoolError};
+    ///
+    /// fn nap(seconds: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_secs(seconds));
+    ///     seconds
+    /// }
+    ///
+    /// let mut pool = Pool::new(1)?;
+    /// let pending = pool.apply_async(nap, 5)?;
+    /// assert!(matches!(pending.get_timeout(Duration::from_millis(20)), Err(PoolError::Timeout)));
+    /// assert!(!pending.ready());
+    /// # Ok::<(), PoolError>(())
+    /// ```
     ///
     /// # Errors
     /// [`PoolError::Timeout`] when the time runs out, or as [`Pool::map`].

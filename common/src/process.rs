@@ -228,16 +228,34 @@ impl Process {
     }
 
     /// The process's name (Python's `p.name`). `name(..)` is the builder that sets it.
+    ///
+    /// ```
+    /// let p = common::process::Process::new(|| ()).name("worker");
+    /// assert_eq!(p.get_name(), "worker");
+    /// ```
     pub fn get_name(&self) -> &str {
         &self.name
     }
 
     /// Whether the process is daemonic (Python's `p.daemon`).
+    ///
+    /// ```
+    /// assert!(!common::process::Process::new(|| ()).is_daemon());
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
 
     /// The child's pid once started (Python's `p.pid`), `None` before.
+    ///
+    /// ```
+    /// let mut p = common::process::Process::new(|| ());
+    /// assert_eq!(p.pid(), None);
+    /// p.start()?;
+    /// assert!(p.pid().is_some_and(|pid| pid != std::process::id()));
+    /// p.join()?;
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|child| child.pid.as_raw() as u32)
     }
@@ -245,6 +263,14 @@ impl Process {
     /// Forks the child, which runs the target and exits (Python's `p.start()`).
     ///
     /// Flushes stdout and stderr first, so that nothing printed before is printed twice.
+    ///
+    /// ```
+    /// let mut p = common::process::Process::new(|| ());
+    /// p.start()?;
+    /// assert!(p.start().is_err(), "a process starts once");
+    /// p.join()?;
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
     ///
     /// # Errors
     /// [`ProcessError::AlreadyStarted`], [`ProcessError::InvalidName`],
@@ -317,6 +343,13 @@ impl Process {
 
     /// Waits for the child to end and returns its exit code (Python's `p.join()`).
     ///
+    /// ```
+    /// let mut p = common::process::Process::new(|| Err::<(), _>("no luck"));
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 1, "an Err fails the process, as an exception does");
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`ProcessError::NotStarted`], [`ProcessError::NotOwner`], or
     /// [`ProcessError::Os`] if `waitpid` fails.
@@ -348,6 +381,15 @@ impl Process {
 
     /// Sends SIGTERM (Python's `p.terminate()`). Does nothing once the child has ended.
     ///
+    /// ```
+    /// let mut p = common::process::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(9)));
+    /// p.start()?;
+    /// p.terminate()?;
+    /// assert_eq!(p.join()?, -15);
+    /// p.terminate()?; // a no-op now
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`ProcessError::NotStarted`], [`ProcessError::NotOwner`].
     pub fn terminate(&self) -> Result<(), ProcessError> {
@@ -355,6 +397,14 @@ impl Process {
     }
 
     /// Sends SIGKILL (Python's `p.kill()`). Does nothing once the child has ended.
+    ///
+    /// ```
+    /// let mut p = common::process::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(9)));
+    /// p.start()?;
+    /// p.kill()?;
+    /// assert_eq!(p.join()?, -9);
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Process::terminate`].
@@ -365,6 +415,16 @@ impl Process {
     /// Sends `signal` to the child (Python's `os.kill(p.pid, signal)`), unless it has
     /// already ended.
     ///
+    /// ```
+    /// use common::process::{Process, Signal};
+    ///
+    /// let mut p = Process::new(|| std::thread::sleep(std::time::Duration::from_secs(9)));
+    /// p.start()?;
+    /// p.signal(Signal::SIGINT)?;
+    /// assert_eq!(p.join()?, -2);
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Process::terminate`].
     pub fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
@@ -373,6 +433,15 @@ impl Process {
 
     /// Whether the child has been started and has not ended yet (Python's
     /// `p.is_alive()`). Reaps the child if it has ended, so no zombie stays.
+    ///
+    /// ```
+    /// let mut p = common::process::Process::new(|| ());
+    /// assert!(!p.is_alive(), "not started yet");
+    /// p.start()?;
+    /// p.join()?;
+    /// assert!(!p.is_alive());
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.child
             .as_ref()
@@ -382,6 +451,15 @@ impl Process {
     /// The exit code (Python's `p.exitcode`): `None` before start and while running,
     /// `Some(0)` on success, `Some(1)` after a panic or an `Err`, `Some(-N)` when
     /// signal `N` ended the child.
+    ///
+    /// ```
+    /// let mut p = common::process::Process::new(|| ());
+    /// assert_eq!(p.exitcode(), None);
+    /// p.start()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), common::process::ProcessError>(())
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         self.child
             .as_ref()
@@ -510,6 +588,15 @@ pub fn active_children() -> Vec<u32> {
 
 /// Sends `signal` to the calling process (Python's `os.kill(os.getpid(), signal)`):
 /// with SIGKILL, the way a demo shows a process dying in the middle of its work.
+///
+/// ```
+/// use common::process::{Process, Signal, kill_current};
+///
+/// let mut p = Process::new(|| kill_current(Signal::SIGKILL));
+/// p.start()?;
+/// assert_eq!(p.join()?, -9);
+/// # Ok::<(), common::process::ProcessError>(())
+/// ```
 ///
 /// # Errors
 /// [`ProcessError::Os`] if `kill` fails.

@@ -161,6 +161,11 @@ impl<T: Plain> SharedArray<T> {
     }
 
     /// The number of elements.
+    ///
+    /// ```
+    /// assert_eq!(common::shm::SharedArray::<f64>::new(3)?.len(), 3);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
@@ -193,6 +198,12 @@ impl<T: Plain> SharedArray<T> {
     }
 
     /// The element at `index`, `None` past the end.
+    ///
+    /// ```
+    /// let a = common::shm::SharedArray::from_slice(&[7u8, 8])?;
+    /// assert_eq!((a.get(1), a.get(2)), (Some(8), None));
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn get(&self, index: usize) -> Option<T> {
         self.check(index).ok()?;
         // SAFETY: `index < len`, the mapping holds `len` elements of `T`, is aligned for
@@ -202,6 +213,14 @@ impl<T: Plain> SharedArray<T> {
     }
 
     /// Writes `value` at `index`.
+    ///
+    /// ```
+    /// let a = common::shm::SharedArray::<i32>::new(2)?;
+    /// a.set(0, -5)?;
+    /// assert!(a.set(2, 1).is_err());
+    /// assert_eq!(a.to_vec(), [-5, 0]);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     ///
     /// # Errors
     /// [`ShmError::OutOfRange`] past the end.
@@ -213,6 +232,13 @@ impl<T: Plain> SharedArray<T> {
     }
 
     /// Writes `values` from `start` on.
+    ///
+    /// ```
+    /// let a = common::shm::SharedArray::<u16>::new(4)?;
+    /// a.copy_from(1, &[1, 2, 3])?;
+    /// assert_eq!(a.to_vec(), [0, 1, 2, 3]);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     ///
     /// # Errors
     /// [`ShmError::OutOfRange`] when they do not fit, and then nothing is written.

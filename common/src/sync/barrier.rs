@@ -107,6 +107,14 @@ impl Barrier {
 
     /// A barrier for `parties` processes (Python's `Barrier(parties)`).
     ///
+    /// ```
+    /// use common::sync::{Barrier, SyncError};
+    ///
+    /// assert!(matches!(Barrier::new(0), Err(SyncError::InvalidParties { .. })));
+    /// assert_eq!(Barrier::new(4)?.parties(), 4);
+    /// # Ok::<(), SyncError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`SyncError::InvalidParties`] for 0 or more than [`Barrier::MAX_PARTIES`];
     /// [`SyncError::Shm`] when the shared memory cannot be created.
@@ -185,11 +193,30 @@ impl Barrier {
     }
 
     /// The number of parties (Python's `b.parties`).
+    ///
+    /// ```
+    /// assert_eq!(common::sync::Barrier::new(3)?.parties(), 3);
+    /// # Ok::<(), common::sync::SyncError>(())
+    /// ```
     pub fn parties(&self) -> usize {
         self.parties as usize
     }
 
     /// How many parties are waiting now (Python's `b.n_waiting`).
+    ///
+    /// ```
+    /// use common::process::Process;
+    ///
+    /// let barrier = common::sync::Barrier::new(2)?;
+    /// assert_eq!(barrier.n_waiting(), 0);
+    /// let childs = barrier.clone();
+    /// let mut p = Process::new(move || childs.wait().map(|_| ()));
+    /// p.start()?;
+    /// while barrier.n_waiting() < 1 {} // the child has arrived
+    /// barrier.wait()?;
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn n_waiting(&self) -> usize {
         let state = self.load();
         if state.broken() {
@@ -200,6 +227,14 @@ impl Barrier {
     }
 
     /// Whether the barrier is broken (Python's `b.broken`).
+    ///
+    /// ```
+    /// let barrier = common::sync::Barrier::new(2)?;
+    /// assert!(!barrier.is_broken());
+    /// barrier.abort();
+    /// assert!(barrier.is_broken());
+    /// # Ok::<(), common::sync::SyncError>(())
+    /// ```
     pub fn is_broken(&self) -> bool {
         self.load().broken()
     }
@@ -207,6 +242,12 @@ impl Barrier {
     /// Waits until all parties have called `wait()` (Python's `b.wait()`), and returns
     /// this party's index in `0..parties`: the order of arrival, `parties - 1` for the
     /// last one.
+    ///
+    /// ```
+    /// let barrier = common::sync::Barrier::new(1)?;
+    /// assert_eq!(barrier.wait()?, 0, "a barrier of one never waits");
+    /// # Ok::<(), common::sync::SyncError>(())
+    /// ```
     ///
     /// # Errors
     /// [`SyncError::Broken`] if the barrier is or becomes broken.
@@ -239,6 +280,23 @@ impl Barrier {
 
     /// Breaks the barrier (Python's `b.abort()`): every waiter, and every later
     /// `wait()` until [`reset`](Barrier::reset), gets [`SyncError::Broken`].
+    ///
+    /// ```
+    /// use common::process::Process;
+    /// use common::sync::{Barrier, SyncError};
+    ///
+    /// let barrier = Barrier::new(2)?;
+    /// let childs = barrier.clone();
+    /// let mut p = Process::new(move || match childs.wait() {
+    ///     Err(SyncError::Broken) => Ok(()),
+    ///     other => Err(format!("expected Broken, got {other:?}")),
+    /// });
+    /// p.start()?;
+    /// while barrier.n_waiting() < 1 {}
+    /// barrier.abort();
+    /// assert_eq!(p.join()?, 0, "the waiting child got Broken");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn abort(&self) {
         let mut state = self.load();
         while !state.broken() {
@@ -252,6 +310,15 @@ impl Barrier {
 
     /// Returns the barrier to its empty, unbroken state (Python's `b.reset()`). Parties
     /// waiting at that moment get [`SyncError::Broken`].
+    ///
+    /// ```
+    /// let barrier = common::sync::Barrier::new(1)?;
+    /// barrier.abort();
+    /// assert!(barrier.wait().is_err());
+    /// barrier.reset();
+    /// assert_eq!(barrier.wait()?, 0);
+    /// # Ok::<(), common::sync::SyncError>(())
+    /// ```
     pub fn reset(&self) {
         let mut state = self.load();
         while let Err(now) = self.swap_state(state, state.next_generation(true)) {

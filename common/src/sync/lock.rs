@@ -136,6 +136,16 @@ impl Lock {
 
     /// Waits for the lock and takes it (Python's `lock.acquire()` or `with lock:`).
     ///
+    /// ```
+    /// let lock = common::sync::Lock::new()?;
+    /// {
+    ///     let _guard = lock.acquire()?;
+    ///     // ... only one process at a time here ...
+    /// }
+    /// assert!(lock.try_acquire()?.is_some(), "released when the guard went");
+    /// # Ok::<(), common::sync::SyncError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`SyncError::OwnerDied`] when the previous holder died holding it (the lock is
     /// then free again), [`SyncError::AlreadyHeld`] when this process holds it.
@@ -148,6 +158,28 @@ impl Lock {
 
     /// Takes the lock if it is free (Python's `lock.acquire(block=False)`): `None` when
     /// another process holds it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use common::process::Process;
+    /// use common::sync::Lock;
+    ///
+    /// let lock = Lock::new()?;
+    /// let childs = lock.clone();
+    /// let mut holder = Process::new(move || -> Result<(), common::sync::SyncError> {
+    ///     let _guard = childs.acquire()?;
+    ///     std::thread::sleep(Duration::from_secs(9));
+    ///     Ok(())
+    /// });
+    /// holder.start()?;
+    /// while lock.try_acquire()?.is_some() {} // until the child holds it
+    /// holder.kill()?;
+    /// holder.join()?;
+    /// // The holder died holding it: the next acquire says so, once.
+    /// assert!(matches!(lock.acquire(), Err(common::sync::SyncError::OwnerDied { .. })));
+    /// assert!(lock.try_acquire()?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Lock::acquire`].
