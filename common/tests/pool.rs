@@ -41,7 +41,8 @@ fn imap_keeps_order_and_imap_unordered_yields_each_result_once() {
         done.lines(),
         [
             "imap in order: true",
-            "imap_unordered: 1000 results, each once: true"
+            "imap_unordered: 1000 results, each once: true",
+            "imap over an endless input: [0, 1, 4, 9, 16]",
         ]
     );
 }

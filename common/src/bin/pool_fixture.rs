@@ -82,6 +82,12 @@ fn imap() -> Result<()> {
         "imap_unordered: {count} results, each once: {}",
         unordered == expected
     );
+    // Lazy: an endless input is fine as long as only a few results are taken.
+    let first: Vec<i64> = pool
+        .imap(square, 0i64..)?
+        .take(5)
+        .collect::<Result<_, _>>()?;
+    println!("imap over an endless input: {first:?}");
     Ok(())
 }
 
