@@ -4,7 +4,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use test_support::{
-    Running, assert_bad_input, assert_help_names, leaked_segments, run, shm_entries,
+    Running, assert_bad_input, assert_ctrl_c_leaves_nothing, assert_help_names,
+    leaked_segments, run, shm_entries,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_processes_barrier");
@@ -106,6 +107,16 @@ fn nothing_is_left_in_dev_shm_when_the_demo_is_killed() {
     running.wait_for_line(|l| l.contains("p1 - test_with_barrier arrives"), LIMIT);
     running.signal(libc::SIGKILL);
     assert_eq!(leaked_segments(&before), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_leaves_no_process_behind() {
+    assert_ctrl_c_leaves_nothing(
+        BIN,
+        &["--stagger-ms", "10000"],
+        |line| line.contains("p1 - test_with_barrier arrives"),
+        Duration::from_secs(2),
+    );
 }
 
 #[test]
