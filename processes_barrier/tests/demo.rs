@@ -4,8 +4,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use test_support::{
-    Running, assert_bad_input, assert_ctrl_c_leaves_nothing, assert_help_names,
-    leaked_segments, run, shm_entries,
+    Running, assert_bad_input, assert_ctrl_c_leaves_nothing, assert_help_names, leaked_segments,
+    run, shm_entries,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_processes_barrier");
