@@ -123,10 +123,17 @@ impl PoolError {
     }
 }
 
+/// What a pool task takes and returns: a type that `serde` can send between
+/// processes (`i64`, `String`, `Vec<f64>`, tuples, your `#[derive(Serialize,
+/// Deserialize)]` structs). Implemented for every such type.
+pub trait Data: Serialize + DeserializeOwned + 'static {}
+
+impl<T: Serialize + DeserializeOwned + 'static> Data for T {}
+
 /// A function a worker can run on one input: implemented for plain function pointers.
 trait Task: Copy + 'static {
-    type Input: Serialize + DeserializeOwned;
-    type Output: Serialize + DeserializeOwned;
+    type Input: Data;
+    type Output: Data;
     fn call(self, input: Self::Input) -> Self::Output;
     fn address(self) -> usize;
     /// # Safety
@@ -137,8 +144,8 @@ trait Task: Copy + 'static {
 
 impl<T, R> Task for fn(T) -> R
 where
-    T: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + 'static,
+    T: Data,
+    R: Data,
 {
     type Input = T;
     type Output = R;
@@ -157,9 +164,9 @@ where
 
 impl<A, B, R> Task for fn(A, B) -> R
 where
-    A: Serialize + DeserializeOwned + 'static,
-    B: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + 'static,
+    A: Data,
+    B: Data,
+    R: Data,
 {
     type Input = (A, B);
     type Output = R;
@@ -339,7 +346,7 @@ fn worker_loop(
 /// A chunk of a call waiting for a worker.
 struct Chunk {
     call: u64,
-    chunk: u64,
+    /// The index of the chunk's first input.
     start: usize,
     frame: Vec<u8>,
 }
@@ -355,8 +362,8 @@ struct Worker {
     inbox: Vec<u8>,
     /// How many bytes at the start of `inbox` have been read and not yet parsed.
     filled: usize,
-    /// The chunk it is working on: (call, chunk, first input index).
-    busy: Option<(u64, u64, usize)>,
+    /// The chunk it is working on: (call, index of the chunk's first input).
+    busy: Option<(u64, usize)>,
 }
 
 /// The results of one call, as they come in.
@@ -500,8 +507,8 @@ impl Pool {
         inputs: impl IntoIterator<Item = T>,
     ) -> Result<Vec<R>, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
     {
         let inputs: Vec<T> = inputs.into_iter().collect();
         let chunksize = self.default_chunksize(inputs.len());
@@ -526,8 +533,8 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<R>, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
     {
         if chunksize == 0 {
             return Err(PoolError::ZeroChunksize);
@@ -552,9 +559,9 @@ impl Pool {
         inputs: impl IntoIterator<Item = (A, B)>,
     ) -> Result<Vec<R>, PoolError>
     where
-        A: Serialize + DeserializeOwned + 'static,
-        B: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        A: Data,
+        B: Data,
+        R: Data,
     {
         let inputs: Vec<(A, B)> = inputs.into_iter().collect();
         let chunksize = self.default_chunksize(inputs.len());
@@ -574,8 +581,8 @@ impl Pool {
     /// As [`Pool::map`].
     pub fn apply<T, R>(&mut self, f: fn(T) -> R, input: T) -> Result<R, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
     {
         self.apply_async(f, input)?.get()
     }
@@ -599,8 +606,8 @@ impl Pool {
         input: T,
     ) -> Result<AsyncResult<R>, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
     {
         let call = self.inner.borrow_mut().submit(f, &[input])?;
         Ok(AsyncResult {
@@ -622,8 +629,8 @@ impl Pool {
         inputs: I,
     ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
         I: IntoIterator<Item = T>,
     {
         self.imap_chunked(f, inputs, 1)
@@ -640,8 +647,8 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
         I: IntoIterator<Item = T>,
     {
         if chunksize == 0 {
@@ -671,8 +678,8 @@ impl Pool {
         inputs: I,
     ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
         I: IntoIterator<Item = T>,
     {
         self.imap_with(f, inputs, 1, false)
@@ -686,8 +693,8 @@ impl Pool {
         ordered: bool,
     ) -> Result<Imap<T, R, I::IntoIter>, PoolError>
     where
-        T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        T: Data,
+        R: Data,
         I: IntoIterator<Item = T>,
     {
         let batches = IterBatches {
@@ -897,12 +904,7 @@ impl Inner {
         frame[24..32].copy_from_slice(&(runner as usize as u64).to_le_bytes());
         frame[32..40].copy_from_slice(&(f.address() as u64).to_le_bytes());
         frame[40..44].copy_from_slice(&payload.to_le_bytes());
-        self.queue.push_back(Chunk {
-            call,
-            chunk,
-            start,
-            frame,
-        });
+        self.queue.push_back(Chunk { call, start, frame });
     }
 
     /// One turn of the event loop: hand queued chunks to idle workers, wait (at most
@@ -912,7 +914,7 @@ impl Inner {
         for worker in &mut self.workers {
             if worker.busy.is_none() && worker.tasks.is_some() {
                 if let Some(chunk) = self.queue.pop_front() {
-                    worker.busy = Some((chunk.call, chunk.chunk, chunk.start));
+                    worker.busy = Some((chunk.call, chunk.start));
                     worker.outbox = chunk.frame;
                     worker.written = 0;
                 }
@@ -961,7 +963,7 @@ impl Inner {
         let exitcode = worker.process.join()?;
         let at = self.progress.get(slot).unwrap_or(0);
         let _ = self.progress.set(slot, 0);
-        if let Some((call, _, start)) = worker.busy {
+        if let Some((call, start)) = worker.busy {
             let index = if at > 0 { at as usize - 1 } else { start };
             if let Some(job) = self.jobs.get_mut(&call) {
                 job.failure.get_or_insert(PoolError::WorkerDied {
@@ -974,11 +976,9 @@ impl Inner {
         if self.state == State::Terminated {
             return Ok(());
         }
-        let mut fresh = self.spawn(slot)?;
-        if self.state == State::Closed {
-            fresh.tasks = None;
-        }
-        self.workers[slot] = fresh;
+        // Closed or not, the replacement takes tasks: a closed pool still runs the
+        // tasks already sent (`open_call` is what refuses new ones).
+        self.workers[slot] = self.spawn(slot)?;
         Ok(())
     }
 
@@ -1066,7 +1066,7 @@ impl Worker {
             let status = header[16];
             let offset = u64_at(header, 17) as usize;
             let body = &self.inbox[used + REPLY_HEADER..used + REPLY_HEADER + len];
-            let start = self.busy.map_or(0, |(_, _, start)| start);
+            let start = self.busy.map_or(0, |(_, start)| start);
             self.busy = None;
             if let Some(job) = jobs.get_mut(&call) {
                 if status == STATUS_OK {
@@ -1382,8 +1382,8 @@ pub struct Imap<T, R, I> {
 
 impl<T, R, I> Iterator for Imap<T, R, I>
 where
-    T: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + 'static,
+    T: Data,
+    R: Data,
     I: Iterator<Item = T>,
 {
     type Item = Result<R, PoolError>;

@@ -765,7 +765,7 @@ fn register_exit_hook() {
 }
 
 /// Refuses to fork in a multi-threaded process (see [`ProcessError::MultiThreaded`]).
-pub(crate) fn ensure_single_threaded() -> Result<(), ProcessError> {
+fn ensure_single_threaded() -> Result<(), ProcessError> {
     match sys::thread_count() {
         Some(threads) if threads > 1 => Err(ProcessError::MultiThreaded { threads }),
         _ => Ok(()),

@@ -153,6 +153,15 @@ fn join_ends_even_when_another_child_holds_the_pools_pipes() {
 }
 
 #[test]
+fn a_worker_dying_after_close_is_replaced_and_join_ends() {
+    let done = fixture("death-after-close");
+    let lines = done.lines();
+    assert!(lines[0].starts_with("dying: worker "), "{lines:?}");
+    assert!(lines[0].contains("killed by SIGKILL"), "{lines:?}");
+    assert_eq!(lines[1], "queued: 9");
+}
+
+#[test]
 fn no_worker_left_after_the_pool_is_dropped() {
     assert_workers_gone("dropped", "dropped");
 }

@@ -63,7 +63,7 @@ fn map<R>(
     chunksize: Option<u64>,
 ) -> anyhow::Result<Vec<R>>
 where
-    R: serde::Serialize + serde::de::DeserializeOwned + 'static,
+    R: common::pool::Data,
 {
     Ok(match chunksize {
         Some(chunksize) => pool.map_chunked(f, inputs.iter().copied(), chunksize as usize)?,

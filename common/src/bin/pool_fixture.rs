@@ -19,6 +19,7 @@ fn main() -> Result<()> {
         "errors" => errors(),
         "joined" => joined(),
         "join-with-other-child" => join_with_other_child(),
+        "death-after-close" => death_after_close(),
         "dropped" => dropped(),
         "parent-killed" => parent_killed(),
         other => bail!("unknown scenario {other:?}"),
@@ -206,6 +207,24 @@ fn join_with_other_child() -> Result<()> {
     println!("joined in {} ms", started.elapsed().as_millis());
     other.kill()?;
     other.join()?;
+    Ok(())
+}
+
+/// A worker dies after `close()` with a task still queued behind it: its replacement
+/// must run that task, and `join` must end.
+fn death_after_close() -> Result<()> {
+    let mut pool = Pool::new(1)?;
+    let dying = pool.apply_async(dies_at_5, 5)?;
+    let queued = pool.apply_async(square, 3)?;
+    pool.close();
+    pool.join()?;
+    println!(
+        "dying: {}",
+        dying
+            .get()
+            .map_or_else(|e| e.to_string(), |v| v.to_string())
+    );
+    println!("queued: {}", queued.get()?);
     Ok(())
 }
 
