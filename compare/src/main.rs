@@ -160,8 +160,13 @@ fn main() -> Result<(), common::cli::Report> {
         std::process::exit(2);
     }
     let rust = output_of(Command::new(rust_binary(&args.demo)?).args(&args.options))?;
+    // With PYTHONUNBUFFERED set, `print` writes the text and the newline in two
+    // write(2) calls, so lines of processes printing at once get spliced together
+    // ("...n°: 0calling myFunc..."). Buffered, `print(..., flush=True)` is one write
+    // per line, as Rust's `println!` is: the comparison is then about content, not luck.
     let python = output_of(
         Command::new("python3")
+            .env_remove("PYTHONUNBUFFERED")
             .current_dir(python_dir())
             .arg(format!("{}.py", args.demo))
             .args(&args.options),
