@@ -61,7 +61,7 @@ fn the_daemon_dies_when_the_parent_is_killed() {
         .expect("the daemonic child, named background_proc in /proc");
     running.signal(libc::SIGKILL);
     assert!(
-        wait_until(Duration::from_secs(1), || !is_running(daemon.pid)),
+        wait_until(Duration::from_secs(5), || !is_running(daemon.pid)),
         "the daemon outlived its killed parent"
     );
 }
@@ -72,7 +72,7 @@ fn ctrl_c_leaves_no_process_behind() {
         BIN,
         &["--wait-ms", "20000"],
         |line| line == "---> 9",
-        Duration::from_secs(2),
+        Duration::from_secs(5),
     );
 }
 

@@ -420,8 +420,8 @@ impl Process {
     ///
     /// let mut p = Process::new(|| std::thread::sleep(std::time::Duration::from_secs(9)));
     /// p.start()?;
-    /// p.signal(Signal::SIGINT)?;
-    /// assert_eq!(p.join()?, -2);
+    /// p.signal(Signal::SIGUSR1)?;
+    /// assert_eq!(p.join()?, -10);
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
     ///

@@ -176,7 +176,7 @@ fn no_worker_survives_a_parent_killed_during_map() {
     std::thread::sleep(Duration::from_millis(200));
     running.signal(libc::SIGKILL);
     assert!(
-        wait_until(Duration::from_secs(1), || workers
+        wait_until(Duration::from_secs(5), || workers
             .iter()
             .all(|pid| !is_running(*pid))),
         "workers outlived their parent: {workers:?}"

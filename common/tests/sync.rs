@@ -75,7 +75,11 @@ fn timed_acquires_of_a_held_lock_time_out_on_time() {
     assert_eq!(field(line, "timeouts"), 200, "{line}");
     assert_eq!(field(line, "other"), 0, "{line}");
     assert_eq!(field(line, "early"), 0, "{line}");
-    assert_eq!(field(line, "late"), 0, "more than 50 ms late: {line}");
+    assert_eq!(
+        field(line, "late"),
+        0,
+        "more than 500 ms late (a lost second?): {line}"
+    );
 }
 
 #[test]
@@ -184,7 +188,7 @@ fn nothing_is_left_in_dev_shm_when_the_parent_is_killed() {
     running.wait_for_line(|l| l == "holding", LIMIT);
     running.signal(libc::SIGKILL);
     let group = running.pid();
-    assert!(wait_until(Duration::from_secs(2), || {
+    assert!(wait_until(Duration::from_secs(5), || {
         test_support::running_in_group(group).is_empty()
     }));
     assert_eq!(leaked_segments(&before), Vec::<String>::new());

@@ -71,7 +71,7 @@ fn ctrl_c_leaves_no_process_behind() {
         BIN,
         &["--delay-ms", "20000"],
         |line| line == "--> 0",
-        Duration::from_secs(2),
+        Duration::from_secs(5),
     );
 }
 

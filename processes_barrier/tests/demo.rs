@@ -115,7 +115,7 @@ fn ctrl_c_leaves_no_process_behind() {
         BIN,
         &["--stagger-ms", "10000"],
         |line| line.contains("p1 - test_with_barrier arrives"),
-        Duration::from_secs(2),
+        Duration::from_secs(5),
     );
 }
 

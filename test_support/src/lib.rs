@@ -57,6 +57,22 @@ pub struct Running {
 impl Running {
     /// Spawns `command` as the leader of a new process group, stdout and stderr piped.
     pub fn spawn(command: &mut Command) -> Running {
+        // A shell starts a background job (`cargo test &`, some CI runners) with SIGINT
+        // and SIGQUIT ignored, and an ignored signal stays ignored across fork and exec:
+        // the binaries would then shrug off the Ctrl-C that the tests press, as Python
+        // does in that case. Give them what a terminal gives them.
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // signal(2), which is async-signal-safe and touches no memory of ours.
+        unsafe {
+            command.pre_exec(|| {
+                for signal in [libc::SIGINT, libc::SIGQUIT] {
+                    if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
         let mut child = command
             .process_group(0)
             .stdin(Stdio::null())

@@ -138,7 +138,7 @@ fn timeouts(tries: usize) -> Result<()> {
             early += 1;
         } else {
             worst_over = worst_over.max(waited - timeout);
-            if waited - timeout > Duration::from_millis(50) {
+            if waited - timeout > Duration::from_millis(500) {
                 late += 1;
             }
         }
