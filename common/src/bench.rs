@@ -80,7 +80,7 @@ pub fn pthread_barrier(parties: usize, generations: usize) -> anyhow::Result<Dur
 }
 
 fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Result<Duration> {
-    let segment = Segment::new(size_of::<libc::pthread_barrier_t>())?;
+    let segment = std::rc::Rc::new(Segment::new(size_of::<libc::pthread_barrier_t>())?);
     let raw = segment.as_ptr().cast::<libc::pthread_barrier_t>();
     // SAFETY: `raw` points to enough fresh, page-aligned, shared memory for a
     // `pthread_barrier_t`, which `attr` (initialised first, destroyed last) makes

@@ -14,8 +14,8 @@
 //! | `multiprocessing.current_process().name` | [`current_process().name()`](process::current_process) |
 //! | `multiprocessing.active_children()` | [`active_children()`](process::active_children) |
 //! | `multiprocessing.Value('d', 0)`, `multiprocessing.Array('d', n)` | [`SharedValue::new(0.0)?`](shm::SharedValue), [`SharedArray::<f64>::new(n)?`](shm::SharedArray) |
-//! | `multiprocessing.Lock()`, `with lock:` | [`Lock::new()?`](sync::Lock), `let _guard = lock.acquire()?;` |
-//! | `multiprocessing.Barrier(n)`, `b.wait()` | [`Barrier::new(n)?`](sync::Barrier), `b.wait()?` |
+//! | `multiprocessing.Lock()`, `RLock()`, `with lock:` | [`Lock::new()?`](sync::Lock), [`RLock::new()?`](sync::RLock), `let _guard = lock.acquire()?;` |
+//! | `multiprocessing.Barrier(n, action, timeout)`, `b.wait()` | [`Barrier::new(n)?.action(f).timeout(t)`](sync::Barrier), `b.wait()?` |
 //! | `multiprocessing.Pool(4)`, `pool.map(f, xs)` | [`Pool::new(4)?`](pool::Pool), [`pool.map(f, xs)?`](pool::Pool::map) |
 //! | `pool.imap`, `imap_unordered`, `apply_async`, `starmap` | [`imap`](pool::Pool::imap), [`imap_unordered`](pool::Pool::imap_unordered), [`apply_async`](pool::Pool::apply_async), [`starmap`](pool::Pool::starmap) |
 //! | `do_something(count, out_list)` | [`do_something(count)`](workload::do_something) |
@@ -35,4 +35,4 @@ pub mod workload;
 pub use pool::{Pool, PoolError};
 pub use process::{Process, ProcessError, current_process};
 pub use shm::{SharedArray, SharedValue};
-pub use sync::{Barrier, Lock, SyncError};
+pub use sync::{Barrier, BarrierError, Lock, LockError, RLock};

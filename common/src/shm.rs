@@ -70,7 +70,7 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates, maps and unlinks a segment of at least `size` bytes (page-aligned).
-    pub(crate) fn new(size: usize) -> Result<Rc<Segment>, ShmError> {
+    pub(crate) fn new(size: usize) -> Result<Segment, ShmError> {
         let mut shmem = ShmemConf::new()
             .size(size)
             .create()
@@ -81,7 +81,7 @@ impl Segment {
         // under the same name since).
         let _ = nix::sys::mman::shm_unlink(shmem.get_os_id());
         shmem.set_owner(false);
-        Ok(Rc::new(Segment { shmem }))
+        Ok(Segment { shmem })
     }
 
     /// The first byte of the mapping (page-aligned).
@@ -89,6 +89,13 @@ impl Segment {
         self.shmem.as_ptr()
     }
 }
+
+// SAFETY: a `Segment` is a mapping of the whole process: any thread may read and write
+// through its pointer (what is written there is the business of the types placed in
+// it), and unmapping it on drop is valid from any thread.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `&Segment` only hands out the mapping's address.
+unsafe impl Sync for Segment {}
 
 /// Plain data that may live in shared memory: every bit pattern of its size is a valid
 /// value, zero included, and it holds no pointers (which would mean nothing in
@@ -135,7 +142,7 @@ impl<T: Plain> SharedArray<T> {
             len,
             element_size: size_of::<T>(),
         })?;
-        let segment = Segment::new(bytes.max(1))?;
+        let segment = Rc::new(Segment::new(bytes.max(1))?);
         debug_assert_eq!(segment.as_ptr().align_offset(align_of::<T>()), 0);
         Ok(SharedArray {
             segment,

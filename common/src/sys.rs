@@ -198,16 +198,44 @@ pub(crate) fn has_exited(pid: u32) -> bool {
     }
 }
 
-/// The absolute `CLOCK_REALTIME` time `timeout` from now, as `pthread_mutex_timedlock`
-/// wants it, with the nanoseconds carried into seconds (raw_sync forgets the carry)
-/// and saturated instead of overflowing.
-pub(crate) fn realtime_deadline(timeout: Duration) -> libc::timespec {
+/// Locks `mutex`, waiting at most `timeout` measured on `CLOCK_MONOTONIC` (so that a
+/// step of the wall clock changes nothing), and returns the pthread return code.
+///
+/// The deadline is computed here with the nanoseconds carried into seconds (raw_sync
+/// forgets the carry) and saturated instead of overflowing.
+pub(crate) fn mutex_lock_monotonic(mutex: *mut libc::pthread_mutex_t, timeout: Duration) -> i32 {
+    let deadline = deadline_on(libc::CLOCK_MONOTONIC, timeout);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            // glibc 2.30 and later; the libc crate does not declare it.
+            fn pthread_mutex_clocklock(
+                mutex: *mut libc::pthread_mutex_t,
+                clock: libc::clockid_t,
+                abstime: *const libc::timespec,
+            ) -> libc::c_int;
+        }
+        // SAFETY: the caller passes an initialised, mapped mutex; `deadline` is a valid
+        // timespec for the duration of the call.
+        unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &deadline) }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let deadline = deadline_on(libc::CLOCK_REALTIME, timeout);
+        // SAFETY: as above.
+        unsafe { libc::pthread_mutex_timedlock(mutex, &deadline) }
+    }
+}
+
+/// The absolute time on `clock` that lies `timeout` from now, nanoseconds carried into
+/// seconds, saturated instead of overflowing.
+pub(crate) fn deadline_on(clock: libc::clockid_t, timeout: Duration) -> libc::timespec {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid, writable timespec for the duration of the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    unsafe { libc::clock_gettime(clock, &mut now) };
     let mut nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
     let carry = nanos / 1_000_000_000;
     nanos %= 1_000_000_000;
@@ -294,15 +322,15 @@ mod tests {
     }
 
     #[test]
-    fn realtime_deadline_carries_nanoseconds() {
+    fn deadlines_carry_nanoseconds() {
         for millis in [0, 1, 999, 1000, 1500, 123_456] {
-            let deadline = realtime_deadline(Duration::from_millis(millis));
+            let deadline = deadline_on(libc::CLOCK_MONOTONIC, Duration::from_millis(millis));
             assert!(
                 (0..1_000_000_000).contains(&deadline.tv_nsec),
                 "{millis} ms"
             );
         }
-        let far = realtime_deadline(Duration::MAX);
+        let far = deadline_on(libc::CLOCK_MONOTONIC, Duration::MAX);
         assert_eq!(far.tv_sec, i64::MAX as libc::time_t);
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use common::process::{Process, current_process};
 use common::shm::{SharedArray, SharedValue};
-use common::sync::{Barrier, Lock, SyncError};
+use common::sync::{Barrier, BarrierError, Lock, LockError};
 use raw_sync::Timeout;
 use raw_sync::locks::{LockImpl, LockInit, Mutex as RawMutex};
 
@@ -28,6 +28,16 @@ fn main() -> Result<()> {
         "barrier-timeout" => barrier_timeout(),
         "barrier-abort-reset" => barrier_abort_reset(),
         "barrier-killed" => barrier_killed(),
+        "barrier-reset-twice" => barrier_reset_twice(number(1, 50)?),
+        "barrier-stopped-waiter" => barrier_stopped_waiter(),
+        "barrier-action" => barrier_action(number(1, 3)?, number(2, 200)?),
+        "barrier-action-panics" => barrier_action_panics(),
+        "owner-died-holds" => owner_died_holds(),
+        "lock-kill-waiters" => lock_kill_waiters(number(1, 150)?),
+        "timeouts-wall-step" => {
+            WALL_CLOCK_BEHIND.store(true, std::sync::atomic::Ordering::SeqCst);
+            timeouts(number(1, 20)?)
+        }
         "errors" => errors(),
         "hold" => hold(),
         other => bail!("unknown scenario {other:?}"),
@@ -41,7 +51,7 @@ fn counter(count: usize, times: usize) -> Result<()> {
     let mut workers = Vec::new();
     for _ in 0..count {
         let (lock, total) = (lock.clone(), total.clone());
-        let mut p = Process::new(move || -> Result<(), SyncError> {
+        let mut p = Process::new(move || -> Result<(), LockError> {
             for _ in 0..times {
                 let _guard = lock.acquire()?;
                 total.set(total.get() + 1);
@@ -61,7 +71,7 @@ fn counter(count: usize, times: usize) -> Result<()> {
 /// Starts a child that takes `lock` and keeps it until killed, and waits until it has.
 fn start_holder(lock: &Lock) -> Result<Process> {
     let childs = lock.clone();
-    let mut holder = Process::new(move || -> Result<(), SyncError> {
+    let mut holder = Process::new(move || -> Result<(), LockError> {
         let _guard = childs.acquire()?;
         sleep(Duration::from_secs(60));
         Ok(())
@@ -89,7 +99,7 @@ fn owner_died(kill: bool) -> Result<()> {
         holder.kill()?;
     } else {
         let childs = lock.clone();
-        let mut holder = Process::new(move || -> Result<(), SyncError> {
+        let mut holder = Process::new(move || -> Result<(), LockError> {
             std::mem::forget(childs.acquire()?);
             Ok(())
         });
@@ -101,8 +111,8 @@ fn owner_died(kill: bool) -> Result<()> {
     let first = lock.acquire().map(drop);
     let waited = died_at.elapsed().as_millis();
     match first {
-        Err(SyncError::OwnerDied { pid }) => {
-            let named = pid == Some(holder_pid);
+        Err(LockError::OwnerDied(died)) => {
+            let named = died.pid() == Some(holder_pid);
             println!("first: owner died, pid named: {named}, after {waited} ms");
         }
         other => println!("first: {other:?}"),
@@ -131,7 +141,7 @@ fn timeouts(tries: usize) -> Result<()> {
         let outcome = lock.acquire_timeout(timeout).map(drop);
         let waited = started.elapsed();
         match outcome {
-            Err(SyncError::Timeout) => timeouts += 1,
+            Err(LockError::Timeout) => timeouts += 1,
             _ => other += 1,
         }
         if waited < timeout {
@@ -297,7 +307,7 @@ fn start_waiter(barrier: &Barrier, name: &str) -> Result<Process> {
         let me = current_process();
         match childs.wait() {
             Ok(index) => println!("{}: passed with index {index}", me.name()),
-            Err(SyncError::Broken) => println!("{}: broken", me.name()),
+            Err(BarrierError::Broken { reason }) => println!("{}: broken ({reason:?})", me.name()),
             Err(error) => println!("{}: {error}", me.name()),
         }
     })
@@ -329,7 +339,7 @@ fn barrier_timeout() -> Result<()> {
     a.join_timeout(Duration::from_secs(5))?;
     b.join_timeout(Duration::from_secs(5))?;
     match outcome {
-        Err(SyncError::Broken) => println!("parent: broken after {waited} ms"),
+        Err(BarrierError::Timeout) => println!("parent: timed out after {waited} ms"),
         other => println!("parent: {other:?}"),
     }
     println!("is_broken: {}", barrier.is_broken());
@@ -410,5 +420,239 @@ fn hold() -> Result<()> {
     child.start()?;
     println!("holding");
     sleep(Duration::from_secs(60));
+    Ok(())
+}
+
+/// Makes this binary's `clock_gettime(CLOCK_REALTIME)` answer an hour behind the
+/// kernel's: what a process sees when the wall clock is stepped forward by an hour
+/// while it waits (the kernel's deadline check uses the new time). Calls from this
+/// binary, the standard library and `common` included, resolve to the definition below.
+static WALL_CLOCK_BEHIND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `clock_gettime`, straight to the kernel, with [`WALL_CLOCK_BEHIND`] applied.
+///
+/// # Safety
+/// As libc's `clock_gettime`: `time` points to a writable `timespec`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn clock_gettime(clock: libc::clockid_t, time: *mut libc::timespec) -> i32 {
+    // SAFETY: the caller passes a writable timespec, which is all the system call needs.
+    let code = unsafe { libc::syscall(libc::SYS_clock_gettime, clock, time) } as i32;
+    if code == 0
+        && clock == libc::CLOCK_REALTIME
+        && WALL_CLOCK_BEHIND.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        // SAFETY: as above; the kernel has just filled it in.
+        unsafe { (*time).tv_sec -= 3600 };
+    }
+    code
+}
+
+/// Waits (with a bound) until `pid` has stopped (SIGSTOP delivered).
+fn until_stopped(pid: u32) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+        if state == Some('T') {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("process {pid} did not stop: {stat}");
+        }
+        sleep(Duration::from_millis(1));
+    }
+}
+
+fn send_signal(pid: u32, signal: i32) -> Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid as i32, signal) } != 0 {
+        bail!("kill {pid}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `trials` times: a child waits on a barrier of 2, the parent calls `reset()` twice.
+/// The child must always see its wait broken by the reset, never passed.
+fn barrier_reset_twice(trials: usize) -> Result<()> {
+    let (mut passed, mut reset, mut other) = (0, 0, Vec::new());
+    for _ in 0..trials {
+        let barrier = Barrier::new(2)?;
+        let outcome = SharedValue::new(0u8)?;
+        let (childs, childs_outcome) = (barrier.clone(), outcome.clone());
+        let mut child = Process::new(move || {
+            childs_outcome.set(match childs.wait() {
+                Ok(_) => 1,
+                Err(BarrierError::Broken {
+                    reason: common::sync::BrokenReason::Reset,
+                }) => 2,
+                Err(_) => 3,
+            })
+        });
+        child.start()?;
+        until_waiting(&barrier, 1)?;
+        barrier.reset();
+        barrier.reset();
+        if child.join_timeout(Duration::from_secs(10))?.is_none() {
+            child.kill()?;
+            bail!("the waiter never returned");
+        }
+        match outcome.get() {
+            1 => passed += 1,
+            2 => reset += 1,
+            code => other.push(code),
+        }
+    }
+    println!("passed={passed} reset={reset} other={other:?}");
+    Ok(())
+}
+
+/// A waiter of a barrier of 2 is stopped (SIGSTOP) while it waits; the barrier is reset
+/// and two other processes then pass a whole generation; the waiter, continued, must
+/// see that its own generation was reset, not released.
+fn barrier_stopped_waiter() -> Result<()> {
+    let barrier = Barrier::new(2)?;
+    let a = start_waiter(&barrier, "a")?;
+    until_waiting(&barrier, 1)?;
+    let a_pid = a.pid().context("pid")?;
+    send_signal(a_pid, libc::SIGSTOP)?;
+    until_stopped(a_pid)?;
+    barrier.reset();
+    let b = start_waiter(&barrier, "b")?;
+    let c = start_waiter(&barrier, "c")?;
+    for p in [&b, &c] {
+        p.join_timeout(Duration::from_secs(10))?
+            .context("b and c pass a generation")?;
+    }
+    send_signal(a_pid, libc::SIGCONT)?;
+    a.join_timeout(Duration::from_secs(10))?
+        .context("a ends once continued")?;
+    Ok(())
+}
+
+/// `parties` processes pass `generations` rounds of a barrier whose action counts the
+/// rounds; each party checks, once released, that the action of its round has run.
+fn barrier_action(parties: usize, generations: usize) -> Result<()> {
+    let rounds = SharedValue::new(0u64)?;
+    let counter = rounds.clone();
+    let barrier = Barrier::new(parties)?.action(move || counter.set(counter.get() + 1));
+    let late = SharedArray::<u64>::new(parties)?;
+    let mut workers = Vec::new();
+    for party in 0..parties {
+        let (barrier, rounds, late) = (barrier.clone(), rounds.clone(), late.clone());
+        let mut p = Process::new(move || -> Result<()> {
+            for generation in 0..generations {
+                barrier.wait_timeout(Duration::from_secs(20))?;
+                if rounds.get() < generation as u64 + 1 {
+                    late.set(party, late.get(party).unwrap_or(0) + 1)?;
+                }
+            }
+            Ok(())
+        });
+        p.start()?;
+        workers.push(p);
+    }
+    let mut failed = 0;
+    for p in &workers {
+        if p.join()? != 0 {
+            failed += 1;
+        }
+    }
+    let late: u64 = late.to_vec().iter().sum();
+    println!("rounds={} failed={failed} released_before_action={late}", rounds.get());
+    Ok(())
+}
+
+/// The action panics in the last party (the parent): the waiting child is told so, and
+/// the panic goes on in the parent.
+fn barrier_action_panics() -> Result<()> {
+    let barrier = Barrier::new(2)?.action(|| panic!("the action failed"));
+    let a = start_waiter(&barrier, "a")?;
+    until_waiting(&barrier, 1)?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.wait()));
+    a.join_timeout(Duration::from_secs(10))?
+        .context("a is released")?;
+    println!("parent panicked: {}", outcome.is_err());
+    Ok(())
+}
+
+/// The holder of a lock dies; the process told `OwnerDied` holds the lock until it
+/// drops the error: a child trying meanwhile finds it held.
+fn owner_died_holds() -> Result<()> {
+    let lock = Lock::new()?;
+    let holder = start_holder(&lock)?;
+    holder.kill()?;
+    holder.join()?;
+    let Err(LockError::OwnerDied(died)) = lock.acquire() else {
+        bail!("OwnerDied expected");
+    };
+    let try_in_child = |lock: &Lock| -> Result<i32> {
+        let childs = lock.clone();
+        let mut p = Process::new(move || -> Result<(), LockError> {
+            match childs.try_acquire()? {
+                Some(_) => println!("child: acquired"),
+                None => println!("child: held by another process"),
+            }
+            Ok(())
+        });
+        p.start()?;
+        Ok(p.join()?)
+    };
+    println!("told: holder={:?}", lock.holder() == Some(std::process::id()));
+    try_in_child(&lock)?;
+    drop(died);
+    try_in_child(&lock)?;
+    Ok(())
+}
+
+/// `trials` times: three processes take and release a lock in a loop; one is killed
+/// at a random moment; the other two must still finish (a waiter killed right after
+/// its wake-up must not leave the others asleep with the lock free).
+fn lock_kill_waiters(trials: usize) -> Result<()> {
+    let mut hangs = 0;
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    for _ in 0..trials {
+        let lock = Lock::new()?;
+        let stop = SharedValue::new(0u32)?;
+        let mut workers = Vec::new();
+        for _ in 0..3 {
+            let (lock, stop) = (lock.clone(), stop.clone());
+            let mut p = Process::new(move || {
+                while stop.get() == 0 {
+                    let guard = match lock.acquire() {
+                        Ok(guard) => guard,
+                        Err(LockError::OwnerDied(died)) => died.into_guard(),
+                        Err(error) => panic!("{error}"),
+                    };
+                    // Hold it a while, so that the others sleep in the kernel.
+                    let held = Instant::now();
+                    while held.elapsed() < Duration::from_micros(20) {
+                        std::hint::black_box(&guard);
+                    }
+                    drop(guard);
+                }
+            });
+            p.start()?;
+            workers.push(p);
+        }
+        sleep(Duration::from_micros(500 + random(3000)));
+        let victim = random(3) as usize;
+        workers[victim].kill()?;
+        sleep(Duration::from_millis(2));
+        stop.set(1);
+        for p in &workers {
+            if p.join_timeout(Duration::from_secs(2))?.is_none() {
+                hangs += 1;
+                p.kill()?;
+                p.join()?;
+            }
+        }
+    }
+    println!("trials={trials} hangs={hangs}");
     Ok(())
 }
