@@ -101,15 +101,33 @@ pub enum ProcessError {
         /// The pid of the process that created the `Process` value.
         owner: u32,
     },
+    /// `start()` could not tell whether other threads run (`/proc/self/status` could
+    /// not be read), so it refuses to fork rather than risk it.
+    #[error(
+        "cannot fork: unable to tell whether this process runs other threads \
+         (/proc/self/status: {reason}); fork() is only sound with one thread"
+    )]
+    ThreadsUnknown {
+        /// Why the thread count could not be read.
+        reason: String,
+    },
     /// A system call failed.
-    #[error("{call} failed: {source}")]
+    #[error("{call} failed: {}", std::io::Error::from_raw_os_error(*.code))]
     Os {
         /// The call that failed.
         call: &'static str,
-        /// The error it returned.
-        #[source]
-        source: Errno,
+        /// The error number it returned (`errno`).
+        code: i32,
     },
+}
+
+impl ProcessError {
+    fn os(call: &'static str, errno: Errno) -> ProcessError {
+        ProcessError::Os {
+            call,
+            code: errno as i32,
+        }
+    }
 }
 
 /// What a target may return: `()`, or a `Result` whose error fails the process
@@ -275,6 +293,7 @@ impl Process {
     /// # Errors
     /// [`ProcessError::AlreadyStarted`], [`ProcessError::InvalidName`],
     /// [`ProcessError::MultiThreaded`] (fork is unsound with other threads running),
+    /// [`ProcessError::ThreadsUnknown`] (when that cannot be checked),
     /// [`ProcessError::DaemonicParent`], [`ProcessError::NotOwner`], or
     /// [`ProcessError::Os`] when `fork()` fails.
     pub fn start(&mut self) -> Result<(), ProcessError> {
@@ -309,12 +328,9 @@ impl Process {
         // thread can hold a lock that the child would inherit locked. The child runs
         // only `run_child`, which never returns: it leaves with `_exit`.
         match unsafe { unistd::fork() } {
-            Err(source) => {
+            Err(errno) => {
                 self.target = Some(target);
-                Err(ProcessError::Os {
-                    call: "fork",
-                    source,
-                })
+                Err(ProcessError::os("fork", errno))
             }
             Ok(ForkResult::Child) => {
                 let setup = ChildSetup {
@@ -601,10 +617,7 @@ pub fn active_children() -> Vec<u32> {
 /// # Errors
 /// [`ProcessError::Os`] if `kill` fails.
 pub fn kill_current(signal: Signal) -> Result<(), ProcessError> {
-    signal::kill(unistd::getpid(), signal).map_err(|source| ProcessError::Os {
-        call: "kill",
-        source,
-    })
+    signal::kill(unistd::getpid(), signal).map_err(|errno| ProcessError::os("kill", errno))
 }
 
 /// The calling process's own identity, as its `Process` gave it in the parent.
@@ -675,7 +688,7 @@ impl Child {
                     sys::poll_readable(&[fd.as_fd()], remaining).map_err(|error| {
                         ProcessError::Os {
                             call: "poll",
-                            source: Errno::from_raw(error.raw_os_error().unwrap_or(0)),
+                            code: error.raw_os_error().unwrap_or(0),
                         }
                     })?;
                 }
@@ -696,12 +709,7 @@ impl Child {
             Ok(WaitStatus::Signaled(_, signal, _)) => -(signal as i32),
             Ok(_) => return Ok(None),
             Err(Errno::EINTR) => return Ok(None),
-            Err(source) => {
-                return Err(ProcessError::Os {
-                    call: "waitpid",
-                    source,
-                });
-            }
+            Err(errno) => return Err(ProcessError::os("waitpid", errno)),
         };
         let _ = self.exitcode.set(code);
         children().retain(|child| child.pid != self.pid);
@@ -716,10 +724,7 @@ impl Child {
         }
         match signal::kill(self.pid, signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
-            Err(source) => Err(ProcessError::Os {
-                call: "kill",
-                source,
-            }),
+            Err(errno) => Err(ProcessError::os("kill", errno)),
         }
     }
 }
@@ -753,6 +758,13 @@ extern "C" fn exit_hook() {
     shutdown_children();
 }
 
+/// The exit handler of a forked child (see `run_child`): its own children are handled,
+/// its output flushed, and it leaves at once with `code`.
+extern "C" fn child_exit_handler(code: libc::c_int, _: *mut libc::c_void) {
+    shutdown_children();
+    sys::exit_now(code)
+}
+
 fn register_exit_hook() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
@@ -764,11 +776,14 @@ fn register_exit_hook() {
     });
 }
 
-/// Refuses to fork in a multi-threaded process (see [`ProcessError::MultiThreaded`]).
+/// Refuses to fork in a multi-threaded process (see [`ProcessError::MultiThreaded`]),
+/// and when the number of threads cannot be known ([`ProcessError::ThreadsUnknown`]):
+/// a fork that might copy another thread's held lock is not worth the risk.
 fn ensure_single_threaded() -> Result<(), ProcessError> {
     match sys::thread_count() {
-        Some(threads) if threads > 1 => Err(ProcessError::MultiThreaded { threads }),
-        _ => Ok(()),
+        Ok(1) => Ok(()),
+        Ok(threads) => Err(ProcessError::MultiThreaded { threads }),
+        Err(reason) => Err(ProcessError::ThreadsUnknown { reason }),
     }
 }
 
@@ -809,6 +824,12 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
     }
     // The parent's children are the parent's to join, not ours.
     children().clear();
+    // A target may leave with `std::process::exit(code)`: that runs the exit handlers
+    // registered so far, the parent's among them, which are not the child's to run.
+    // Handlers run last-registered first, so this one runs before all of those, does
+    // what the child's own exit needs, and leaves with `_exit(code)` (Python's children
+    // end with `os._exit` too).
+    sys::on_exit(child_exit_handler);
 
     let name = setup.name;
     let hook_name = name.clone();

@@ -202,3 +202,59 @@ fn display_is_pythons_repr() {
         started.replace(" started daemon>", " stopped exitcode=-SIGTERM daemon>")
     );
 }
+
+#[test]
+fn the_exit_hook_terminates_a_daemon_with_sigterm() {
+    // Only the exit hook sends SIGTERM: without it the kernel's SIGKILL (the daemon's
+    // parent-death signal) would end the daemon without a word.
+    let done = run(&mut fixture("daemon-sigterm"), LIMIT);
+    assert_eq!(
+        done.lines(),
+        ["parent leaving", "daemon: SIGTERM from the exit hook"]
+    );
+}
+
+#[test]
+fn the_exit_hook_keeps_the_parent_until_a_non_daemon_child_ends() {
+    let done = run(&mut fixture("child-sees-parent"), LIMIT);
+    let lines = done.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let parent = lines[0].strip_prefix("parent is ").expect("parent line");
+    assert_eq!(
+        lines[1],
+        format!("child: parent is {parent}"),
+        "reparented?"
+    );
+}
+
+#[test]
+fn exit_in_a_child_keeps_its_code_and_skips_the_parents_exit_handlers() {
+    let done = run(&mut fixture("child-exit"), LIMIT);
+    let lines = done.lines();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], "child exit code 3");
+    let parent = lines[1].strip_prefix("parent is ").expect("parent line");
+    assert_eq!(lines[2], format!("atexit handler ran in {parent}"));
+}
+
+#[test]
+fn start_refuses_to_fork_when_the_thread_count_cannot_be_read() {
+    // A mount namespace whose /proc is an empty tmpfs: /proc/self/status is missing.
+    let fixture = env!("CARGO_BIN_EXE_process_fixture");
+    let done = run(
+        Command::new("unshare").args([
+            "--mount",
+            "sh",
+            "-c",
+            &format!("mount -t tmpfs none /proc && exec {fixture} start"),
+        ]),
+        LIMIT,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(
+        done.stdout
+            .starts_with("cannot fork: unable to tell whether this process runs other threads"),
+        "{}",
+        done.stdout
+    );
+}

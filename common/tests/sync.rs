@@ -138,7 +138,10 @@ fn a_wait_timeout_breaks_the_barrier_for_every_waiter() {
     );
     assert_eq!(lines[1], lines[0].replacen("a:", "b:", 1), "the same pid");
     assert!(lines[2].starts_with("is_broken: true"), "{lines:?}");
-    assert!(lines[3].starts_with("parent: timed out after "), "{lines:?}");
+    assert!(
+        lines[3].starts_with("parent: timed out after "),
+        "{lines:?}"
+    );
     let waited: u64 = lines[3].split_whitespace().nth(4).unwrap().parse().unwrap();
     assert!((200..400).contains(&waited), "{lines:?}");
 }

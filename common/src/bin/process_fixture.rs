@@ -26,6 +26,10 @@ fn main() -> Result<(), ProcessError> {
         "names" => names(),
         "flush" => flush(),
         "repr" => repr(),
+        "daemon-sigterm" => daemon_sigterm(),
+        "child-sees-parent" => child_sees_parent(),
+        "child-exit" => child_exit(),
+        "start" => start(),
         other => {
             eprintln!("process_fixture: unknown scenario {other:?}");
             std::process::exit(2);
@@ -242,5 +246,77 @@ fn repr() -> Result<(), ProcessError> {
     p.terminate()?;
     p.join()?;
     println!("{p}");
+    Ok(())
+}
+
+/// Writes `text` to stdout with one `write(2)`: safe in a signal handler.
+fn write_raw(text: &[u8]) {
+    // SAFETY: write(2) reads `text.len()` bytes from a live slice.
+    unsafe { libc::write(1, text.as_ptr().cast(), text.len()) };
+}
+
+extern "C" fn on_sigterm(_: libc::c_int) {
+    write_raw(b"daemon: SIGTERM from the exit hook\n");
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) };
+}
+
+/// A daemonic child that catches SIGTERM; the parent returns from `main` while it runs.
+/// Only the exit hook sends SIGTERM (without it, the kernel's SIGKILL for a dead
+/// parent would end the daemon silently).
+fn daemon_sigterm() -> Result<(), ProcessError> {
+    let ready = common::shm::SharedValue::new(0u8).expect("shared memory");
+    let childs = ready.clone();
+    let mut p = Process::new(move || {
+        // SAFETY: `on_sigterm` only calls async-signal-safe functions.
+        unsafe { libc::signal(libc::SIGTERM, on_sigterm as *const () as libc::sighandler_t) };
+        childs.set(1);
+        sleep(Duration::from_secs(60));
+    })
+    .daemon(true);
+    p.start()?;
+    let started = Instant::now();
+    while ready.get() == 0 && started.elapsed() < Duration::from_secs(10) {
+        sleep(Duration::from_millis(1));
+    }
+    println!("parent leaving");
+    Ok(())
+}
+
+/// A non-daemonic child that outlives `main` and prints its parent's pid at its end:
+/// the exit hook must keep the parent alive (joining it) until then.
+fn child_sees_parent() -> Result<(), ProcessError> {
+    let mut p = Process::new(|| {
+        sleep(Duration::from_millis(300));
+        println!("child: parent is {}", std::os::unix::process::parent_id());
+    });
+    p.start()?;
+    println!("parent is {}", std::process::id());
+    Ok(())
+}
+
+extern "C" fn parent_atexit() {
+    write_raw(format!("atexit handler ran in {}\n", std::process::id()).as_bytes());
+}
+
+/// The parent registers an exit handler; a child leaves with `std::process::exit(3)`:
+/// the parent's handler must run in the parent only, and the code must be 3.
+fn child_exit() -> Result<(), ProcessError> {
+    // SAFETY: `parent_atexit` is an `extern "C" fn()` that never unwinds.
+    unsafe { libc::atexit(parent_atexit) };
+    let mut p = Process::new(|| -> () { std::process::exit(3) });
+    p.start()?;
+    println!("child exit code {}", p.join()?);
+    println!("parent is {}", std::process::id());
+    Ok(())
+}
+
+/// Starts and joins one child, printing the error if `start` refuses.
+fn start() -> Result<(), ProcessError> {
+    let mut p = Process::new(|| ());
+    match p.start() {
+        Ok(()) => println!("started, exit code {}", p.join()?),
+        Err(error) => println!("{error}"),
+    }
     Ok(())
 }

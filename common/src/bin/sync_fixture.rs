@@ -452,7 +452,10 @@ fn until_stopped(pid: u32) -> Result<()> {
     let started = Instant::now();
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+        let state = stat
+            .rsplit(") ")
+            .next()
+            .and_then(|rest| rest.chars().next());
         if state == Some('T') {
             return Ok(());
         }
@@ -558,7 +561,10 @@ fn barrier_action(parties: usize, generations: usize) -> Result<()> {
         }
     }
     let late: u64 = late.to_vec().iter().sum();
-    println!("rounds={} failed={failed} released_before_action={late}", rounds.get());
+    println!(
+        "rounds={} failed={failed} released_before_action={late}",
+        rounds.get()
+    );
     Ok(())
 }
 
@@ -597,7 +603,10 @@ fn owner_died_holds() -> Result<()> {
         p.start()?;
         Ok(p.join()?)
     };
-    println!("told: holder={:?}", lock.holder() == Some(std::process::id()));
+    println!(
+        "told: holder={:?}",
+        lock.holder() == Some(std::process::id())
+    );
     try_in_child(&lock)?;
     drop(died);
     try_in_child(&lock)?;

@@ -688,8 +688,12 @@ impl Barrier {
                 .is_ok()
             {
                 sys::futex_wait(&header.wakeups, seen, Some(nap));
-                let _ =
-                    slot.compare_exchange(mine | SLEEPING, mine, Ordering::SeqCst, Ordering::SeqCst);
+                let _ = slot.compare_exchange(
+                    mine | SLEEPING,
+                    mine,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
             }
             if header.wakeups.load(Ordering::SeqCst) == seen {
                 if let Some(pid) = self.a_dead_party(generation) {
@@ -735,8 +739,8 @@ impl Barrier {
             1 => Some(released),
             // Several generations later: the record of endings says.
             _ => {
-                let ending = self.header().endings[generation as usize % ENDINGS]
-                    .load(Ordering::SeqCst);
+                let ending =
+                    self.header().endings[generation as usize % ENDINGS].load(Ordering::SeqCst);
                 Some(if u64::from(ending >> 1) != generation {
                     Err(BarrierError::Broken {
                         reason: BrokenReason::Unknown,

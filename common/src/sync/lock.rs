@@ -16,8 +16,8 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
-use std::mem::size_of;
 use std::marker::PhantomData;
+use std::mem::size_of;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
