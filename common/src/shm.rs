@@ -2,14 +2,25 @@
 //!
 //! Memory created here is shared with every child forked afterwards: what one process
 //! writes, the others read. It lives in a POSIX shared-memory segment made by the
-//! `shared_memory` crate (mode 0600, a random name), which is unlinked from `/dev/shm`
-//! as soon as it is mapped. Forked children inherit the mapping, so nothing needs the
-//! name any more, and nothing is left in `/dev/shm`, even when the parent is killed
-//! with SIGKILL. The memory itself is freed when the last process unmaps it.
+//! `shared_memory` crate (mode 0600), which is unlinked from `/dev/shm` as soon as it
+//! is mapped. Forked children inherit the mapping, so nothing needs the name any more,
+//! and the memory itself is freed when the last process unmaps it.
 //!
-//! Reads and writes are plain loads and stores: two processes writing the same element
-//! at the same time race, as in Python. Guard shared updates with a
-//! [`Lock`](crate::sync::Lock).
+//! What is left in `/dev/shm` when a process dies: nothing, if it dies of a signal it
+//! can catch (SIGINT, SIGTERM, ...), because those are held back during the few
+//! microseconds between creating a segment and unlinking it. SIGKILL cannot be held
+//! back: a process killed with it inside that window leaves one entry, named
+//! `common.PID.N` after the dead process, which `rm /dev/shm/common.*` removes.
+//!
+//! The memory is reserved when the segment is created, so a full `/dev/shm` is an
+//! error ([`ShmError::Create`]) then, not a SIGBUS at the first write.
+//!
+//! Elements of 1, 2, 4 or 8 bytes are read and written with atomic instructions: two
+//! processes may read and write the same element at once, and each read sees a whole
+//! value. A read-modify-write (`a.set(i, a.get(i) + 1)`) still races, as in Python:
+//! guard it with a [`Lock`](crate::sync::Lock), or use a [`LockedArray`] (Python's
+//! `Array(lock=True)`), which is also what larger elements (`u128`, structs) need,
+//! since their reads and writes take several instructions and can tear.
 //!
 //! ```
 //! use common::process::Process;
@@ -30,9 +41,14 @@
 
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
+use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use shared_memory::{Shmem, ShmemConf};
+use shared_memory::{Shmem, ShmemConf, ShmemError};
+
+use crate::sync::{LockError, LockGuard, RLock};
+use crate::sys;
 
 /// What can go wrong with shared memory.
 #[derive(Debug, thiserror::Error)]
@@ -57,30 +73,76 @@ pub enum ShmError {
         /// The array's length.
         len: usize,
     },
-    /// The segment could not be created or mapped.
-    #[error("cannot create shared memory: {0} (is /dev/shm mounted and writable?)")]
-    Create(String),
+    /// The segment could not be created, mapped or reserved.
+    #[error("cannot create shared memory: {}{}", std::io::Error::from_raw_os_error(*.code), hint(*.code))]
+    Create {
+        /// The error number (`errno`) of the call that failed.
+        code: i32,
+    },
 }
 
-/// A shared-memory segment, already unlinked from `/dev/shm`, mapped read-write and
-/// filled with zeros. Unmapped when the last handle in this process is dropped.
+/// A hint for the errors that a look at `/dev/shm` explains.
+fn hint(code: i32) -> &'static str {
+    match code {
+        libc::ENOSPC => " (/dev/shm is full: `df -h /dev/shm` shows it)",
+        libc::ENOENT | libc::EACCES | libc::EROFS => " (is /dev/shm mounted and writable?)",
+        _ => "",
+    }
+}
+
+impl ShmError {
+    fn from_shmem(error: &ShmemError) -> ShmError {
+        let code = match error {
+            ShmemError::MapCreateFailed(code)
+            | ShmemError::MapOpenFailed(code)
+            | ShmemError::UnknownOsError(code) => i32::try_from(*code).unwrap_or(libc::EIO),
+            ShmemError::MappingIdExists => libc::EEXIST,
+            _ => libc::EIO,
+        };
+        ShmError::Create { code }
+    }
+}
+
+/// A name no other segment of any process has: this process's pid and a counter.
+/// (A name drawn at random would be drawn again by every forked child, whose random
+/// generator is a copy of its parent's.)
+fn unique_name() -> String {
+    static CREATED: AtomicUsize = AtomicUsize::new(0);
+    let n = CREATED.fetch_add(1, Ordering::Relaxed);
+    format!("/common.{}.{n}", sys::pid())
+}
+
+/// A shared-memory segment, already unlinked from `/dev/shm`, mapped read-write,
+/// reserved and filled with zeros. Unmapped when dropped.
 pub(crate) struct Segment {
     shmem: Shmem,
 }
 
 impl Segment {
-    /// Creates, maps and unlinks a segment of at least `size` bytes (page-aligned).
+    /// Creates, maps, reserves and unlinks a segment of at least `size` bytes
+    /// (page-aligned). Catchable signals wait until the name is unlinked.
     pub(crate) fn new(size: usize) -> Result<Segment, ShmError> {
+        let _held_back = sys::SignalsHeldBack::new();
+        let name = unique_name();
         let mut shmem = ShmemConf::new()
             .size(size)
+            .os_id(&name)
             .create()
-            .map_err(|error| ShmError::Create(error.to_string()))?;
+            .map_err(|error| ShmError::from_shmem(&error))?;
+        // A second descriptor, to reserve the memory once the name is gone.
+        let fd = nix::sys::mman::shm_open(
+            name.as_str(),
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        );
         // Forked children inherit the mapping, so the name is no longer needed: unlink
         // it now, and stop `shared_memory` from unlinking it again on drop (in a child,
         // that drop would remove a segment that another process might have created
         // under the same name since).
-        let _ = nix::sys::mman::shm_unlink(shmem.get_os_id());
+        let _ = nix::sys::mman::shm_unlink(name.as_str());
         shmem.set_owner(false);
+        let fd = fd.map_err(|errno| ShmError::Create { code: errno as i32 })?;
+        sys::reserve(&fd, shmem.len()).map_err(|code| ShmError::Create { code })?;
         Ok(Segment { shmem })
     }
 
@@ -117,6 +179,56 @@ plain!(
     u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
 );
 
+/// Reads the element at `at`: one atomic load for elements of 1, 2, 4 or 8 bytes, a
+/// volatile read (which may tear if another process writes at the same time) otherwise.
+///
+/// # Safety
+/// `at` points to a `T` inside a live mapping, aligned for `T` and, for the sizes read
+/// atomically, to its size (true of every element of a page-aligned array of `T`).
+unsafe fn load<T: Plain>(at: *const T) -> T {
+    // SAFETY: (each arm) the caller's promise makes `at` valid and aligned for an
+    // atomic of `T`'s size; `T: Plain`, so the bits read form a valid `T` whatever
+    // another process wrote.
+    unsafe {
+        match size_of::<T>() {
+            1 => {
+                std::mem::transmute_copy(&AtomicU8::from_ptr(at as *mut u8).load(Ordering::Acquire))
+            }
+            2 => std::mem::transmute_copy(
+                &AtomicU16::from_ptr(at as *mut u16).load(Ordering::Acquire),
+            ),
+            4 => std::mem::transmute_copy(
+                &AtomicU32::from_ptr(at as *mut u32).load(Ordering::Acquire),
+            ),
+            8 => std::mem::transmute_copy(
+                &AtomicU64::from_ptr(at as *mut u64).load(Ordering::Acquire),
+            ),
+            _ => at.read_volatile(),
+        }
+    }
+}
+
+/// Writes `value` at `at`, atomically for the sizes [`load`] reads atomically.
+///
+/// # Safety
+/// As [`load`]; the mapping is writable.
+unsafe fn store<T: Plain>(at: *mut T, value: T) {
+    // SAFETY: (each arm) as in `load`; `T` has no drop glue (it is `Copy`).
+    unsafe {
+        match size_of::<T>() {
+            1 => AtomicU8::from_ptr(at.cast())
+                .store(std::mem::transmute_copy(&value), Ordering::Release),
+            2 => AtomicU16::from_ptr(at.cast())
+                .store(std::mem::transmute_copy(&value), Ordering::Release),
+            4 => AtomicU32::from_ptr(at.cast())
+                .store(std::mem::transmute_copy(&value), Ordering::Release),
+            8 => AtomicU64::from_ptr(at.cast())
+                .store(std::mem::transmute_copy(&value), Ordering::Release),
+            _ => at.write_volatile(value),
+        }
+    }
+}
+
 /// A fixed-length array in shared memory (Python's `multiprocessing.Array`).
 ///
 /// Cloning gives another handle to the same memory: clone it into a child's closure,
@@ -143,7 +255,9 @@ impl<T: Plain> SharedArray<T> {
             element_size: size_of::<T>(),
         })?;
         let segment = Rc::new(Segment::new(bytes.max(1))?);
-        debug_assert_eq!(segment.as_ptr().align_offset(align_of::<T>()), 0);
+        // Page-aligned: aligned for `T`, and every element of 1, 2, 4 or 8 bytes sits at
+        // a multiple of its size, as the atomics in `load`/`store` need.
+        debug_assert_eq!(segment.as_ptr().align_offset(align_of::<T>().max(8)), 0);
         Ok(SharedArray {
             segment,
             len,
@@ -213,10 +327,8 @@ impl<T: Plain> SharedArray<T> {
     /// ```
     pub fn get(&self, index: usize) -> Option<T> {
         self.check(index).ok()?;
-        // SAFETY: `index < len`, the mapping holds `len` elements of `T`, is aligned for
-        // `T` (page-aligned) and lives as long as `self.segment`; `T: Plain`, so any bits
-        // another process wrote form a valid `T`. Volatile: other processes write here.
-        Some(unsafe { self.base().add(index).read_volatile() })
+        // SAFETY: `index < len`: the element lies in the mapping (see `load`).
+        Some(unsafe { load(self.base().add(index)) })
     }
 
     /// Writes `value` at `index`.
@@ -233,8 +345,8 @@ impl<T: Plain> SharedArray<T> {
     /// [`ShmError::OutOfRange`] past the end.
     pub fn set(&self, index: usize, value: T) -> Result<(), ShmError> {
         self.check(index)?;
-        // SAFETY: as in `get`; the memory is writable and `T` has no drop glue.
-        unsafe { self.base().add(index).write_volatile(value) };
+        // SAFETY: `index < len`: the element lies in the mapping (see `store`).
+        unsafe { store(self.base().add(index), value) };
         Ok(())
     }
 
@@ -259,7 +371,7 @@ impl<T: Plain> SharedArray<T> {
         }
         for (offset, value) in values.iter().enumerate() {
             // SAFETY: `start + offset < end <= len`; see `set`.
-            unsafe { self.base().add(start + offset).write_volatile(*value) };
+            unsafe { store(self.base().add(start + offset), *value) };
         }
         Ok(())
     }
@@ -268,8 +380,19 @@ impl<T: Plain> SharedArray<T> {
     pub fn to_vec(&self) -> Vec<T> {
         (0..self.len)
             // SAFETY: `i < len`; see `get`.
-            .map(|i| unsafe { self.base().add(i).read_volatile() })
+            .map(|i| unsafe { load(self.base().add(i)) })
             .collect()
+    }
+}
+
+impl<T: Plain> std::fmt::Debug for SharedArray<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SharedArray<{}>(len={})",
+            std::any::type_name::<T>(),
+            self.len
+        )
     }
 }
 
@@ -292,6 +415,12 @@ pub struct SharedValue<T: Plain> {
     array: SharedArray<T>,
 }
 
+impl<T: Plain> std::fmt::Debug for SharedValue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedValue<{}>", std::any::type_name::<T>())
+    }
+}
+
 impl<T: Plain> SharedValue<T> {
     /// A shared value holding `value`.
     ///
@@ -304,13 +433,140 @@ impl<T: Plain> SharedValue<T> {
     }
 
     /// The current value.
+    ///
+    /// ```
+    /// assert_eq!(common::shm::SharedValue::new(7u8)?.get(), 7);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn get(&self) -> T {
-        self.array.to_vec()[0]
+        // SAFETY: a shared value is an array of one element; see `SharedArray::get`.
+        unsafe { load(self.array.base()) }
     }
 
     /// Replaces the value.
+    ///
+    /// ```
+    /// let v = common::shm::SharedValue::new(1.5f64)?;
+    /// v.set(2.5);
+    /// assert_eq!(v.get(), 2.5);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn set(&self, value: T) {
-        let _ = self.array.set(0, value);
+        // SAFETY: as in `get`.
+        unsafe { store(self.array.base(), value) }
+    }
+}
+
+/// A shared array with a lock: Python's `multiprocessing.Array(typecode, n, lock=True)`.
+///
+/// [`lock`](LockedArray::lock) holds the lock and gives the array, so that a
+/// read-modify-write by one process is never lost to another's. The lock is an
+/// [`RLock`], as Python's, so a process holding it may lock again.
+///
+/// ```
+/// use common::process::Process;
+/// use common::shm::LockedArray;
+///
+/// let counters = LockedArray::<u128>::new(1)?;
+/// let mut workers = Vec::new();
+/// for _ in 0..2 {
+///     let counters = counters.clone();
+///     let mut p = Process::new(move || -> Result<(), Box<dyn std::error::Error>> {
+///         for _ in 0..1000 {
+///             let array = counters.lock()?;
+///             array.set(0, array.get(0).unwrap_or(0) + 1)?;
+///         }
+///         Ok(())
+///     });
+///     p.start()?;
+///     workers.push(p);
+/// }
+/// for p in &workers {
+///     assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(0));
+/// }
+/// assert_eq!(counters.lock()?.get(0), Some(2000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct LockedArray<T: Plain> {
+    array: SharedArray<T>,
+    lock: RLock,
+}
+
+/// The array of a [`LockedArray`], its lock held until this is dropped.
+#[derive(Debug)]
+pub struct LockedSlice<'a, T: Plain> {
+    array: &'a SharedArray<T>,
+    _guard: LockGuard,
+}
+
+impl<T: Plain> Deref for LockedSlice<'_, T> {
+    type Target = SharedArray<T>;
+
+    fn deref(&self) -> &SharedArray<T> {
+        self.array
+    }
+}
+
+impl<T: Plain> LockedArray<T> {
+    /// An array of `len` zeros with its lock (Python's `Array('d', len, lock=True)`).
+    ///
+    /// ```
+    /// let a = common::shm::LockedArray::<f64>::new(3)?;
+    /// assert_eq!(a.lock()?.to_vec(), [0.0; 3]);
+    /// # Ok::<(), common::sync::LockError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LockError::Shm`] as [`SharedArray::new`], or as [`RLock::new`].
+    pub fn new(len: usize) -> Result<Self, LockError> {
+        Ok(LockedArray {
+            array: SharedArray::new(len)?,
+            lock: RLock::new()?,
+        })
+    }
+
+    /// Takes the lock and gives the array (Python's `with arr.get_lock():`).
+    ///
+    /// ```
+    /// let a = common::shm::LockedArray::<i32>::new(2)?;
+    /// let array = a.lock()?;
+    /// array.set(1, array.get(1).unwrap_or(0) - 5)?;
+    /// assert_eq!(array.to_vec(), [0, -5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`RLock::acquire`]: [`LockError::OwnerDied`] when a process died holding the
+    /// lock (repair through [`array`](LockedArray::array) while holding its guard).
+    pub fn lock(&self) -> Result<LockedSlice<'_, T>, LockError> {
+        Ok(LockedSlice {
+            array: &self.array,
+            _guard: self.lock.acquire()?,
+        })
+    }
+
+    /// The lock (Python's `arr.get_lock()`).
+    ///
+    /// ```
+    /// let a = common::shm::LockedArray::<u8>::new(1)?;
+    /// let _guard = a.rlock().acquire()?;
+    /// assert!(a.lock().is_ok(), "re-entrant");
+    /// # Ok::<(), common::sync::LockError>(())
+    /// ```
+    pub fn rlock(&self) -> &RLock {
+        &self.lock
+    }
+
+    /// The array without its lock (Python's `arr.get_obj()`).
+    ///
+    /// ```
+    /// let a = common::shm::LockedArray::<u8>::new(4)?;
+    /// assert_eq!(a.array().len(), 4);
+    /// # Ok::<(), common::sync::LockError>(())
+    /// ```
+    pub fn array(&self) -> &SharedArray<T> {
+        &self.array
     }
 }
 

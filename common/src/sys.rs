@@ -187,6 +187,49 @@ pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Holds back every signal that can be held back (all but SIGKILL and SIGSTOP) until
+/// dropped; those that arrive meanwhile are delivered then. Used around the few system
+/// calls between creating a shared-memory name and unlinking it, so that Ctrl-C or a
+/// SIGTERM cannot leave the name behind.
+pub(crate) struct SignalsHeldBack {
+    previous: libc::sigset_t,
+}
+
+impl SignalsHeldBack {
+    pub(crate) fn new() -> SignalsHeldBack {
+        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `sigfillset` initialises `all`; `pthread_sigmask` reads `all` and
+        // initialises `previous` (it cannot fail with SIG_BLOCK and valid pointers).
+        unsafe {
+            libc::sigfillset(all.as_mut_ptr());
+            libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), previous.as_mut_ptr());
+            SignalsHeldBack {
+                previous: previous.assume_init(),
+            }
+        }
+    }
+}
+
+impl Drop for SignalsHeldBack {
+    fn drop(&mut self) {
+        // SAFETY: `previous` is the mask saved in `new`, a valid sigset_t.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
+    }
+}
+
+/// Allocates the `len` bytes of the file `fd` now (tmpfs pages for shared memory), so
+/// that a full file system is an error here rather than a SIGBUS at the first write.
+/// Returns the error number on failure.
+pub(crate) fn reserve(fd: &OwnedFd, len: usize) -> Result<(), i32> {
+    let len = libc::off_t::try_from(len).map_err(|_| libc::EFBIG)?;
+    // SAFETY: posix_fallocate takes a descriptor, which `fd` keeps open, and integers.
+    match unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        code => Err(code),
+    }
+}
+
 /// Leaves the process at once with `code`: no destructors, no `atexit` handlers.
 /// Flushes Rust's stdout and stderr first.
 pub(crate) fn exit_now(code: i32) -> ! {

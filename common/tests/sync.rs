@@ -279,3 +279,61 @@ fn a_step_of_the_wall_clock_does_not_change_a_timed_acquire() {
     assert_eq!(field(line, "early"), 0, "{line}");
     assert_eq!(field(line, "late"), 0, "{line}");
 }
+
+#[test]
+fn a_full_dev_shm_is_an_error_not_a_sigbus() {
+    // A mount namespace whose /dev/shm holds 64 KiB: a 1 MiB array cannot be reserved.
+    let fixture = env!("CARGO_BIN_EXE_sync_fixture");
+    let done = run(
+        Command::new("unshare").args([
+            "--mount",
+            "sh",
+            "-c",
+            &format!("mount -t tmpfs -o size=64k tmpfs /dev/shm && exec {fixture} shm-full"),
+        ]),
+        LIMIT,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert_eq!(
+        done.lines(),
+        [
+            "cannot create shared memory: No space left on device (os error 28) \
+             (/dev/shm is full: `df -h /dev/shm` shows it)"
+        ]
+    );
+}
+
+#[test]
+fn forked_children_draw_distinct_segment_names() {
+    // Random names drawn in forked children repeat (their generators are copies):
+    // 40 children making 2 segments each used 5 names before the fix.
+    let done = fixture(&["shm-names", "40"]);
+    let names: std::collections::BTreeSet<&str> = done.lines().into_iter().collect();
+    assert_eq!(done.lines().len(), 80, "{}", done.stdout);
+    assert_eq!(names.len(), 80, "{names:?}");
+}
+
+#[test]
+fn a_signal_at_any_moment_leaves_nothing_in_dev_shm() {
+    let before = shm_entries();
+    for round in 0..60u64 {
+        let mut running =
+            Running::spawn(Command::new(env!("CARGO_BIN_EXE_sync_fixture")).arg("shm-churn"));
+        running.wait_for_line(|l| l == "ready", LIMIT);
+        std::thread::sleep(Duration::from_micros(round * 37 % 2000));
+        running.signal(if round % 2 == 0 {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        });
+        let done = running.finish(LIMIT);
+        assert!(done.status.code().is_none(), "ended by the signal");
+    }
+    assert_eq!(leaked_segments(&before), Vec::<String>::new());
+}
+
+#[test]
+fn small_elements_and_locked_arrays_are_never_torn() {
+    let done = fixture(&["torn", "100000"]);
+    assert_eq!(done.lines(), ["u64 torn=0 locked u128 torn=0"]);
+}

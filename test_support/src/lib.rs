@@ -362,7 +362,7 @@ pub fn assert_ctrl_c_leaves_nothing(
     );
 }
 
-/// The `/dev/shm` entries made by the `shared_memory` crate (`shmem_…`) that are not
+/// The `/dev/shm` entries made by `common` (`common.PID.N`) that are not
 /// in `before` and still exist 200 ms later. Every segment of ours is unlinked
 /// microseconds after its creation, so a test running in parallel can show one
 /// briefly: looking twice leaves those out, and keeps only real leaks.
@@ -370,7 +370,7 @@ pub fn leaked_segments(before: &BTreeSet<String>) -> Vec<String> {
     let fresh = |names: BTreeSet<String>| -> BTreeSet<String> {
         names
             .into_iter()
-            .filter(|name| name.starts_with("shmem_") && !before.contains(name))
+            .filter(|name| name.starts_with("common.") && !before.contains(name))
             .collect()
     };
     let first = fresh(shm_entries());

@@ -38,6 +38,10 @@ fn main() -> Result<()> {
             WALL_CLOCK_BEHIND.store(true, std::sync::atomic::Ordering::SeqCst);
             timeouts(number(1, 20)?)
         }
+        "shm-full" => shm_full(),
+        "shm-names" => shm_names(number(1, 40)?),
+        "shm-churn" => shm_churn(),
+        "torn" => torn(number(1, 200_000)?),
         "errors" => errors(),
         "hold" => hold(),
         other => bail!("unknown scenario {other:?}"),
@@ -663,5 +667,101 @@ fn lock_kill_waiters(trials: usize) -> Result<()> {
         }
     }
     println!("trials={trials} hangs={hangs}");
+    Ok(())
+}
+
+/// Creates a 1 MiB array and fills it: run where /dev/shm is too small.
+fn shm_full() -> Result<()> {
+    match SharedArray::<u8>::new(1 << 20) {
+        Ok(array) => {
+            array.copy_from(0, &vec![1; 1 << 20])?;
+            println!("created and written");
+        }
+        Err(error) => println!("{error}"),
+    }
+    Ok(())
+}
+
+/// The names of the shared-memory segments this process has mapped now.
+fn mapped_segments() -> Result<Vec<String>> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    Ok(maps
+        .lines()
+        .filter_map(|line| line.split("/dev/shm/").nth(1))
+        .map(|name| name.trim_end_matches(" (deleted)").to_string())
+        .collect())
+}
+
+/// `children` children create two arrays each and print the names of their segments.
+/// The parent makes one first, so that whatever it used to draw names is set up when
+/// the children are forked.
+fn shm_names(children: usize) -> Result<()> {
+    let _parents = SharedArray::<u8>::new(1)?;
+    let mut workers = Vec::new();
+    for _ in 0..children {
+        let mut p = Process::new(|| -> Result<()> {
+            let before = mapped_segments()?;
+            let _a = SharedArray::<u8>::new(1)?;
+            let _b = SharedArray::<u8>::new(1)?;
+            for name in mapped_segments()? {
+                if !before.contains(&name) {
+                    println!("{name}");
+                }
+            }
+            Ok(())
+        });
+        p.start()?;
+        workers.push(p);
+    }
+    for p in &workers {
+        p.join()?;
+    }
+    Ok(())
+}
+
+/// Creates and drops segments without end, for a test that signals it at random.
+fn shm_churn() -> Result<()> {
+    println!("ready");
+    loop {
+        drop(SharedArray::<u8>::new(1)?);
+    }
+}
+
+/// Two processes write whole patterns (all zeros, all ones) into one element while a
+/// third reads it: a `u64` in a plain shared array, a `u128` in a locked array.
+/// Prints how many reads saw a torn value (half of each).
+fn torn(reads: usize) -> Result<()> {
+    let plain = SharedArray::<u64>::new(1)?;
+    let locked = common::shm::LockedArray::<u128>::new(1)?;
+    let stop = SharedValue::new(0u8)?;
+    let mut writers = Vec::new();
+    for pattern in [0u128, u128::MAX] {
+        let (plain, locked, stop) = (plain.clone(), locked.clone(), stop.clone());
+        let mut p = Process::new(move || -> Result<()> {
+            while stop.get() == 0 {
+                plain.set(0, pattern as u64)?;
+                locked.lock()?.set(0, pattern)?;
+            }
+            Ok(())
+        });
+        p.start()?;
+        writers.push(p);
+    }
+    let (mut plain_torn, mut locked_torn) = (0, 0);
+    for _ in 0..reads {
+        let value = plain.get(0).unwrap_or(0);
+        if value != 0 && value != u64::MAX {
+            plain_torn += 1;
+        }
+        let value = locked.lock()?.get(0).unwrap_or(0);
+        if value != 0 && value != u128::MAX {
+            locked_torn += 1;
+        }
+    }
+    stop.set(1);
+    for p in &writers {
+        p.join()?;
+    }
+    println!("u64 torn={plain_torn} locked u128 torn={locked_torn}");
     Ok(())
 }
