@@ -28,6 +28,13 @@ pub fn parse<T: Parser>() -> T {
     }
 }
 
+/// Reports a mistake in the options that `clap` cannot see (one option's value against
+/// another's) as `parse` reports the others: one line on stderr, exit code 2.
+pub fn usage_error(message: &str) -> ! {
+    eprintln!("error: {message} (try --help)");
+    std::process::exit(2);
+}
+
 /// The error a demo's `main` returns: any error converts into it with `?`, and it
 /// prints as one line, `Error: ` and the error with its causes, with no backtrace
 /// (even when `RUST_BACKTRACE` is set); the exit code is 1.

@@ -97,7 +97,30 @@ pub enum PoolError {
     Shm(#[from] ShmError),
     /// A pipe to a worker failed.
     #[error("talking to a worker failed: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+/// The cause is part of the message, so it is not also given as `source()`: an error
+/// report that prints the chain names it once.
+impl From<io::Error> for PoolError {
+    fn from(error: io::Error) -> PoolError {
+        PoolError::Io(error)
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_names_its_cause_once() {
+        let error = PoolError::from(io::Error::from_raw_os_error(libc::EMFILE));
+        assert_eq!(
+            error.to_string(),
+            "talking to a worker failed: Too many open files (os error 24)"
+        );
+        assert!(std::error::Error::source(&error).is_none());
+    }
 }
 
 fn describe_death(exitcode: i32) -> String {

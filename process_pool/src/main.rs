@@ -33,8 +33,8 @@ struct Args {
     /// Print which worker (pid) squared which input.
     #[arg(long)]
     show_workers: bool,
-    /// The task for input I kills its own worker with SIGKILL.
-    #[arg(long, value_name = "I")]
+    /// The task for input I (below --inputs) kills its own worker with SIGKILL.
+    #[arg(long, value_name = "I", value_parser = clap::value_parser!(u64).range(0..10_000_000))]
     crash_at: Option<u64>,
     /// Measure the pool (tasks per second, speed-up, start-up) instead.
     #[arg(long)]
@@ -77,7 +77,13 @@ fn main() -> Result<(), common::cli::Report> {
         return Ok(bench::run()?);
     }
     if let Some(crash_at) = args.crash_at {
-        CRASH_AT.store(crash_at as i64, Ordering::Relaxed);
+        if crash_at >= args.inputs {
+            common::cli::usage_error(&format!(
+                "--crash-at {crash_at} names no input: the inputs are 0 to {}",
+                args.inputs.saturating_sub(1)
+            ));
+        }
+        CRASH_AT.store(i64::try_from(crash_at)?, Ordering::Relaxed);
     }
     let inputs: Vec<i64> = (0..args.inputs as i64).collect();
 

@@ -70,5 +70,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--chunksize", "0"]);
     assert_bad_input(BIN, &["--inputs", "ten"]);
     assert_bad_input(BIN, &["--crash-at", "-1"]);
+    // Used to wrap to -1 and crash nothing.
+    assert_bad_input(BIN, &["--crash-at", "18446744073709551615"]);
+    assert_bad_input(BIN, &["--crash-at", "10"]);
     assert_help_names(BIN, "--crash-at");
 }

@@ -104,8 +104,19 @@ fn main() -> Result<(), common::cli::Report> {
         let name = format!("p{} - test_without_barrier", parties + k + 1);
         processes.push(Process::new(test_without_barrier).name(name));
     }
-    for process in &mut processes {
-        process.start()?;
+    for k in 0..processes.len() {
+        if let Err(error) = processes[k].start() {
+            // The parties already started wait for one that will never come: abort the
+            // barrier so that they end (with "the barrier is broken"), and join them.
+            synchronizer.abort();
+            for started in &processes[..k] {
+                started.join()?;
+            }
+            let name = processes[k].get_name();
+            return Err(anyhow!(error)
+                .context(format!("cannot start {name}"))
+                .into());
+        }
     }
     for process in &processes {
         if process.join()? != 0 {

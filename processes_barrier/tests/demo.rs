@@ -126,3 +126,27 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--stagger-ms", "-3"]);
     assert_help_names(BIN, "--stagger-ms");
 }
+
+#[test]
+fn a_fork_that_fails_half_way_ends_the_demo_with_an_error() {
+    // Room for one child only: p1 starts and waits at the barrier, p2 cannot start.
+    // Before the fix, p1 waited forever and the demo with it.
+    let mut command = Command::new(BIN);
+    let done = run(test_support::with_room_for_children(&mut command, 1), LIMIT);
+    assert_eq!(done.code(), 1, "{}", done.stderr);
+    assert!(
+        done.stderr.ends_with(
+            "Error: cannot start p2 - test_with_barrier: fork failed: \
+             Resource temporarily unavailable (os error 11)\n"
+        ),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains(
+            "Process p1 - test_with_barrier:\nError: the barrier is broken: abort() was called"
+        ),
+        "{}",
+        done.stderr
+    );
+}

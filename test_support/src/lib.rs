@@ -306,6 +306,51 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// How many processes run under the real user id `uid` now.
+pub fn processes_of_user(uid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("status")).ok())
+        .filter(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next()?.parse::<u32>().ok())
+                == Some(uid)
+        })
+        .count()
+}
+
+/// Makes `command` run as user `nobody` (65534) with room for `children` processes
+/// besides itself (`RLIMIT_NPROC`), so that a further `fork()` fails with EAGAIN as on
+/// a machine out of processes. Needs root, as CI and the development machine are.
+pub fn with_room_for_children(command: &mut Command, children: usize) -> &mut Command {
+    const NOBODY: u32 = 65534;
+    let limit = (processes_of_user(NOBODY) + 1 + children) as libc::rlim_t;
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (setrlimit, setgroups, setgid, setuid).
+    unsafe {
+        command.pre_exec(move || {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NPROC, &rlimit) != 0
+                || libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(NOBODY) != 0
+                || libc::setuid(NOBODY) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// The names of the entries in `/dev/shm`, to compare before and after a run.
 pub fn shm_entries() -> BTreeSet<String> {
     std::fs::read_dir("/dev/shm")
