@@ -82,3 +82,9 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--no-daemons=yes"]);
     assert_help_names(BIN, "--no-daemons");
 }
+
+#[test]
+fn a_closed_output_ends_it_quietly() {
+    use test_support::assert_quiet_when_output_closes;
+    assert_quiet_when_output_closes(BIN, &[]);
+}

@@ -1,14 +1,87 @@
-//! Command-line parsing shared by the demos: `clap`, with errors cut to one line.
+//! Command-line parsing shared by the demos: `clap`, with errors cut to one line; and
+//! how a demo meets a standard output that cannot be written.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::Parser;
 use clap::error::ErrorKind;
+
+use crate::process::{OUTPUT_FAILED, Process, exitcode_name};
+
+/// The pid of the demo's main process, set by [`parse`].
+static MAIN_PID: AtomicU32 = AtomicU32::new(0);
+
+/// The exit code of a demo ended by a closed output, as a shell shows a death by
+/// SIGPIPE (128 + 13).
+const CLOSED_OUTPUT: i32 = 128 + libc::SIGPIPE;
+
+/// Sets up a panic hook for the main process: a `println!` that fails because the pipe
+/// is closed (`demo | head -1`) ends the demo quietly with code 141; one that fails
+/// otherwise (`demo > /dev/full`) ends it with one line, `Error: cannot write to
+/// standard output: ...`, and code 1. Either way `exit` runs the exit hooks, which
+/// join or terminate the children: none is left behind. (SIGPIPE stays ignored, as
+/// Rust sets it: a process killed by it would skip those hooks.) Children that fail to
+/// write end with [`OUTPUT_FAILED`] and leave the word to the main process.
+fn handle_output_failures() {
+    MAIN_PID.store(std::process::id(), Ordering::Relaxed);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        match message.strip_prefix("failed printing to stdout: ") {
+            Some(cause) if std::process::id() == MAIN_PID.load(Ordering::Relaxed) => {
+                if cause.contains(&format!("(os error {})", libc::EPIPE)) {
+                    std::process::exit(CLOSED_OUTPUT);
+                }
+                eprintln!("Error: cannot write to standard output: {cause}");
+                std::process::exit(1);
+            }
+            _ => previous(info),
+        }
+    }));
+}
+
+/// Whether standard output is a pipe whose reader has gone.
+fn output_closed() -> bool {
+    let mut pollfd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: `pollfd` is a valid, exclusively borrowed array of one entry.
+    let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
+    ready == 1 && pollfd.revents & libc::POLLERR != 0
+}
+
+/// Joins `process` and turns how it ended into a demo's verdict: `Ok` for exit code 0;
+/// an error that names the process otherwise. A child that could not write because
+/// the output pipe was closed ends the demo quietly, as [`parse`] promises.
+///
+/// # Errors
+/// When the child failed, or `join` itself failed.
+pub fn join(process: &Process) -> anyhow::Result<()> {
+    let name = process.get_name();
+    match process.join()? {
+        0 => Ok(()),
+        OUTPUT_FAILED if output_closed() => std::process::exit(CLOSED_OUTPUT),
+        OUTPUT_FAILED => anyhow::bail!("process {name} could not write to standard output"),
+        code => anyhow::bail!("process {name} failed (exit code {})", exitcode_name(code)),
+    }
+}
 
 /// Parses the command line into `T`, the demo's `clap` options.
 ///
 /// `--help` and `--version` print and exit 0, as usual. Any other mistake prints one
 /// line to stderr (clap's first line plus a pointer to `--help`) and exits with code 2,
 /// so a class sees the problem without a screen of usage text.
+///
+/// It also sets up how the demo meets an output it cannot write: quietly for a closed
+/// pipe (`demo | head -1`), with one line for a full device (`demo > /dev/full`).
 pub fn parse<T: Parser>() -> T {
+    handle_output_failures();
     match T::try_parse() {
         Ok(args) => args,
         Err(error) => match error.kind() {

@@ -16,7 +16,9 @@
 //! What happens around the target, as in Python:
 //! - the child's exit code is 0 when the target returns (or returns `Ok`), 1 when it
 //!   panics or returns `Err` (after printing `Process NAME:` and the message to stderr),
-//!   and `-N` when a signal `N` ends it (`-15` after [`Process::terminate`]);
+//!   [`OUTPUT_FAILED`] (120, without a report) when it panics because its standard
+//!   output cannot be written, and `-N` when a signal `N` ends it (`-15` after
+//!   [`Process::terminate`]);
 //! - when the parent leaves (returns from `main` or calls `std::process::exit`), the
 //!   children it has not joined are handled by an exit hook: daemonic ones are
 //!   terminated (and killed if they ignore SIGTERM for a second), then all are joined;
@@ -803,6 +805,23 @@ fn report_failure(report: &str) {
     let _ = std::io::stderr().write_all(report.as_bytes());
 }
 
+/// The exit code of a child whose target panicked because writing to its standard
+/// output failed (`println!` into a closed pipe or onto a full device): Python's code
+/// for an interpreter that cannot flush its standard output at exit. No report is
+/// printed for it: the output the report would explain is shared with the parent,
+/// whose own writes fail the same way, and which can say it once.
+pub const OUTPUT_FAILED: i32 = 120;
+
+/// Whether a panic's payload is `println!`'s "failed printing to stdout".
+fn is_output_failure(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    message.starts_with("failed printing to stdout")
+}
+
 /// The forked child's whole life: set itself up, run the target, handle its own
 /// children, flush, and `_exit` without returning into the parent's code.
 fn run_child(setup: ChildSetup, target: Target) -> ! {
@@ -834,7 +853,9 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
     let name = setup.name;
     let hook_name = name.clone();
     panic::set_hook(Box::new(move |info| {
-        report_failure(&format!("Process {hook_name}:\n{info}\n"));
+        if !is_output_failure(info.payload()) {
+            report_failure(&format!("Process {hook_name}:\n{info}\n"));
+        }
     }));
     let code = match panic::catch_unwind(AssertUnwindSafe(target)) {
         Ok(Ok(())) => 0,
@@ -842,6 +863,7 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
             report_failure(&format!("Process {name}:\nError: {message}\n"));
             1
         }
+        Err(payload) if is_output_failure(payload.as_ref()) => OUTPUT_FAILED,
         Err(_) => 1,
     };
     shutdown_children();

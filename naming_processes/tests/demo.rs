@@ -56,3 +56,10 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--frobnicate"]);
     assert_help_names(BIN, "--count");
 }
+
+#[test]
+fn a_closed_output_ends_it_quietly_and_a_full_one_with_one_line() {
+    use test_support::{assert_one_line_on_a_full_device, assert_quiet_when_output_closes};
+    assert_quiet_when_output_closes(BIN, &[]);
+    assert_one_line_on_a_full_device(BIN, &[]);
+}

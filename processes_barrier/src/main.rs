@@ -119,9 +119,7 @@ fn main() -> Result<(), common::cli::Report> {
         }
     }
     for process in &processes {
-        if process.join()? != 0 {
-            return Err(anyhow!("process {} failed", process.get_name()).into());
-        }
+        common::cli::join(process)?;
     }
 
     let times = passed_at.to_vec();

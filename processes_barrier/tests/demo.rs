@@ -150,3 +150,11 @@ fn a_fork_that_fails_half_way_ends_the_demo_with_an_error() {
         done.stderr
     );
 }
+
+#[test]
+fn a_closed_output_ends_it_quietly_and_a_full_one_with_one_line() {
+    use test_support::{assert_one_line_on_a_full_device, assert_quiet_when_output_closes};
+    assert_quiet_when_output_closes(BIN, &[]);
+    assert_quiet_when_output_closes(BIN, &["--bench", "--generations", "2000"]);
+    assert_one_line_on_a_full_device(BIN, &[]);
+}

@@ -43,7 +43,7 @@ fn main() -> Result<(), common::cli::Report> {
         for i in 0..args.processes as usize {
             let mut process = Process::new(move || my_func(i, unit));
             process.start()?;
-            process.join()?;
+            common::cli::join(&process)?;
         }
     } else {
         let mut processes = Vec::new();
@@ -53,7 +53,7 @@ fn main() -> Result<(), common::cli::Report> {
             processes.push(process);
         }
         for process in &processes {
-            process.join()?;
+            common::cli::join(process)?;
         }
     }
     Ok(())

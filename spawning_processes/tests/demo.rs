@@ -46,3 +46,11 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--unit", "-5"]);
     assert_help_names(BIN, "--sequential");
 }
+
+#[test]
+fn a_closed_output_ends_it_quietly_and_a_full_one_with_one_line() {
+    use test_support::{assert_one_line_on_a_full_device, assert_quiet_when_output_closes};
+    assert_quiet_when_output_closes(BIN, &[]);
+    assert_quiet_when_output_closes(BIN, &["--sequential"]);
+    assert_one_line_on_a_full_device(BIN, &[]);
+}

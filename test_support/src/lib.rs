@@ -306,6 +306,104 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// Runs `bin args` as `bin args | head -1` would: reads the first line of its output,
+/// then closes the pipe. Asserts that it then ends quietly (nothing on stderr, exit
+/// code 0 or 141, as a shell shows a death by SIGPIPE) and that no process of its
+/// group is left running, and returns the first line.
+pub fn assert_quiet_when_output_closes(bin: &str, args: &[&str]) -> String {
+    let limit = Duration::from_secs(30);
+    let mut child = Command::new(bin)
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary under test");
+    let group = child.id();
+    let mut first = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    stdout.read_line(&mut first).expect("a first line");
+    drop(stdout);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            send(-(group as i32), libc::SIGKILL);
+            let _ = child.wait();
+            panic!("{bin} {args:?} still running {limit:?} after its output closed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(stderr, "", "{bin} {args:?}: not quiet");
+    assert!(
+        matches!(status.code(), Some(0 | 141)),
+        "{bin} {args:?}: {status:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || running_in_group(group)
+            .is_empty()),
+        "{bin} {args:?}: processes left: {:?}",
+        running_in_group(group)
+    );
+    first
+}
+
+/// Runs `bin args > /dev/full` and asserts that it ends with a non-zero exit code and
+/// one line on stderr, an `Error: ` naming standard output; returns that line.
+pub fn assert_one_line_on_a_full_device(bin: &str, args: &[&str]) -> String {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let mut child = Command::new(bin)
+        .args(args)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary under test");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            send(-(child.id() as i32), libc::SIGKILL);
+            let _ = child.wait();
+            panic!("{bin} {args:?} still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr);
+    assert!(
+        matches!(status.code(), Some(code) if code != 0),
+        "{bin} {args:?}: {status:?}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{bin} {args:?}: {stderr:?}");
+    assert!(
+        lines[0].starts_with("Error: ") && lines[0].contains("standard output"),
+        "{bin} {args:?}: {:?}",
+        lines[0]
+    );
+    lines[0].to_string()
+}
+
 /// How many processes run under the real user id `uid` now.
 pub fn processes_of_user(uid: u32) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
