@@ -14,6 +14,7 @@
 //! | `multiprocessing.current_process().name` | [`current_process().name()`](process::current_process) |
 //! | `multiprocessing.active_children()` | [`active_children()`](process::active_children) |
 //! | `multiprocessing.Value('d', 0)`, `multiprocessing.Array('d', n)` | [`SharedValue::new(0.0)?`](shm::SharedValue), [`SharedArray::<f64>::new(n)?`](shm::SharedArray) |
+//! | `multiprocessing.Array('d', n, lock=True)` | [`LockedArray::<f64>::new(n)?`](shm::LockedArray) |
 //! | `multiprocessing.Lock()`, `RLock()`, `with lock:` | [`Lock::new()?`](sync::Lock), [`RLock::new()?`](sync::RLock), `let _guard = lock.acquire()?;` |
 //! | `multiprocessing.Barrier(n, action, timeout)`, `b.wait()` | [`Barrier::new(n)?.action(f).timeout(t)`](sync::Barrier), `b.wait()?` |
 //! | `multiprocessing.Pool(4)`, `pool.map(f, xs)` | [`Pool::new(4)?`](pool::Pool), [`pool.map(f, xs)?`](pool::Pool::map) |
