@@ -145,7 +145,7 @@ pub fn pool(workers: usize, inputs: i64, heavy: u64) -> anyhow::Result<PoolNumbe
         startup = startup.min(started.elapsed());
         drop(pool);
     }
-    let mut pool = Pool::new(workers)?;
+    let pool = Pool::new(workers)?;
     pool.map(crate::workload::square, 0..1000)?;
     let mut best_map = Duration::MAX;
     for _ in 0..7 {

@@ -218,6 +218,73 @@ impl Drop for SignalsHeldBack {
     }
 }
 
+/// Holds back SIGPIPE until dropped, so that a write into a pipe whose reader is gone
+/// fails with EPIPE whatever the program does with the signal (a program that restores
+/// its default action would otherwise die of it). After such a failure, `consume`
+/// takes the SIGPIPE that the write raised, unless one was pending already (that one
+/// belongs to the program and is delivered when this is dropped).
+pub(crate) struct SigpipeHeldBack {
+    previous: libc::sigset_t,
+    pending_before: bool,
+}
+
+fn sigpipe_set() -> libc::sigset_t {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises `set`; sigaddset adds a valid signal to it.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        set.assume_init()
+    }
+}
+
+fn sigpipe_pending() -> bool {
+    let mut pending = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigpending initialises `pending`; sigismember only reads it.
+    unsafe {
+        libc::sigpending(pending.as_mut_ptr());
+        libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1
+    }
+}
+
+impl SigpipeHeldBack {
+    pub(crate) fn new() -> SigpipeHeldBack {
+        let set = sigpipe_set();
+        let mut previous = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `set` is initialised; pthread_sigmask initialises `previous`.
+        let previous = unsafe {
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, previous.as_mut_ptr());
+            previous.assume_init()
+        };
+        SigpipeHeldBack {
+            previous,
+            pending_before: sigpipe_pending(),
+        }
+    }
+
+    /// Takes the SIGPIPE that a failed write just raised, if it is ours to take.
+    pub(crate) fn consume(&self) {
+        if self.pending_before || !sigpipe_pending() {
+            return;
+        }
+        let set = sigpipe_set();
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `set` and `zero` are valid for the call; the signal's details are not
+        // wanted (null).
+        unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    }
+}
+
+impl Drop for SigpipeHeldBack {
+    fn drop(&mut self) {
+        // SAFETY: `previous` is the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut()) };
+    }
+}
+
 /// Allocates the `len` bytes of the file `fd` now (tmpfs pages for shared memory), so
 /// that a full file system is an error here rather than a SIGBUS at the first write.
 /// Returns the error number on failure.

@@ -57,7 +57,7 @@ fn square_and_worker(data: i64) -> (i64, u32) {
 }
 
 fn map<R>(
-    pool: &mut Pool,
+    pool: &Pool,
     f: fn(i64) -> R,
     inputs: &[i64],
     chunksize: Option<u64>,
@@ -87,15 +87,15 @@ fn main() -> Result<(), common::cli::Report> {
     }
     let inputs: Vec<i64> = (0..args.inputs as i64).collect();
 
-    let mut pool = Pool::new(args.workers as usize)?;
+    let pool = Pool::new(args.workers as usize)?;
     let pool_outputs = if args.show_workers {
-        let outputs = map(&mut pool, square_and_worker, &inputs, args.chunksize)?;
+        let outputs = map(&pool, square_and_worker, &inputs, args.chunksize)?;
         for (input, (output, pid)) in inputs.iter().zip(&outputs) {
             println!("input {input:>3} -> {output:>5}   by worker {pid}");
         }
         outputs.into_iter().map(|(output, _)| output).collect()
     } else {
-        map(&mut pool, function_square, &inputs, args.chunksize)?
+        map(&pool, function_square, &inputs, args.chunksize)?
     };
     pool.close();
     pool.join()?;

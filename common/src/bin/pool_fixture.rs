@@ -50,7 +50,7 @@ fn pair_sum(a: i64, b: i64) -> i64 {
 }
 
 fn map_equals() -> Result<()> {
-    let mut pool = Pool::new(2)?;
+    let pool = Pool::new(2)?;
     for inputs in [0i64, 1, 7, 100_000] {
         let expected: Vec<i64> = (0..inputs).map(square).collect();
         for chunksize in [Some(1), Some(3), None] {
@@ -69,7 +69,7 @@ fn map_equals() -> Result<()> {
 }
 
 fn imap() -> Result<()> {
-    let mut pool = Pool::new(3)?;
+    let pool = Pool::new(3)?;
     let expected: Vec<i64> = (0..1000).map(square).collect();
     let ordered: Vec<i64> = pool.imap(square, 0..1000)?.collect::<Result<_, _>>()?;
     println!("imap in order: {}", ordered == expected);
@@ -93,7 +93,7 @@ fn imap() -> Result<()> {
 }
 
 fn task_failed() -> Result<()> {
-    let mut pool = Pool::new(2)?;
+    let pool = Pool::new(2)?;
     let pids = pool.worker_pids();
     match pool.map_chunked(panics_at_13, 0..40, 4) {
         Err(PoolError::TaskFailed { index, message }) => {
@@ -110,7 +110,7 @@ fn task_failed() -> Result<()> {
 }
 
 fn worker_died() -> Result<()> {
-    let mut pool = Pool::new(2)?;
+    let pool = Pool::new(2)?;
     let before = pool.worker_pids();
     let started = Instant::now();
     let outcome = pool.map_chunked(dies_at_5, 0..20, 2);
@@ -143,7 +143,7 @@ fn worker_died() -> Result<()> {
 }
 
 fn apply() -> Result<()> {
-    let mut pool = Pool::new(2)?;
+    let pool = Pool::new(2)?;
     println!("apply: {}", pool.apply(square, 7)?);
     let pending = pool.apply_async(square, 8)?;
     println!("apply_async: {}", pending.get()?);
@@ -172,7 +172,7 @@ fn errors() -> Result<()> {
             .map(|e| e.to_string())
             .unwrap_or_default()
     );
-    let mut pool = Pool::new(1)?;
+    let pool = Pool::new(1)?;
     println!("{}", pool.map_chunked(square, 0..3, 0).unwrap_err());
     println!("{}", pool.join().unwrap_err());
     pool.close();
@@ -184,7 +184,7 @@ fn errors() -> Result<()> {
 /// Prints the workers' pids after close and join, then waits to be killed, so that the
 /// test can look for zombies while this process still lives.
 fn joined() -> Result<()> {
-    let mut pool = Pool::new(3)?;
+    let pool = Pool::new(3)?;
     pool.map(square, 0..100)?;
     let pids = pool.worker_pids();
     pool.close();
@@ -197,7 +197,7 @@ fn joined() -> Result<()> {
 /// A child forked after the pool holds copies of the pool's pipe ends; `join` must
 /// still end.
 fn join_with_other_child() -> Result<()> {
-    let mut pool = Pool::new(2)?;
+    let pool = Pool::new(2)?;
     let mut other = common::Process::new(|| sleep(Duration::from_secs(30))).daemon(true);
     other.start()?;
     pool.map(square, 0..10)?;
@@ -213,7 +213,7 @@ fn join_with_other_child() -> Result<()> {
 /// A worker dies after `close()` with a task still queued behind it: its replacement
 /// must run that task, and `join` must end.
 fn death_after_close() -> Result<()> {
-    let mut pool = Pool::new(1)?;
+    let pool = Pool::new(1)?;
     let dying = pool.apply_async(dies_at_5, 5)?;
     let queued = pool.apply_async(square, 3)?;
     pool.close();
@@ -230,7 +230,7 @@ fn death_after_close() -> Result<()> {
 
 fn dropped() -> Result<()> {
     let pids = {
-        let mut pool = Pool::new(3)?;
+        let pool = Pool::new(3)?;
         pool.map(square, 0..100)?;
         pool.worker_pids()
     };
@@ -240,7 +240,7 @@ fn dropped() -> Result<()> {
 }
 
 fn parent_killed() -> Result<()> {
-    let mut pool = Pool::new(2)?;
+    let pool = Pool::new(2)?;
     print_pids("workers", &pool.worker_pids());
     pool.map_chunked(slow, [30, 30], 1)?;
     Ok(())
