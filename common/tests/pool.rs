@@ -182,3 +182,113 @@ fn no_worker_survives_a_parent_killed_during_map() {
         "workers outlived their parent: {workers:?}"
     );
 }
+
+/// The number after `key=` in `line`.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&format!("{key}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn apply_async_and_imap_start_work_when_it_is_submitted() {
+    // 1 s in a worker while the parent works 1 s: 1 s in all (2 s before the fix).
+    let done = fixture("at-once");
+    let lines = done.lines();
+    assert!(field(lines[0], "ms") < 1600, "{lines:?}");
+    assert!(field(lines[1], "ms") < 1600, "{lines:?}");
+}
+
+#[test]
+fn imap_then_close_and_join_loses_no_result() {
+    let done = fixture("imap-close-join");
+    assert_eq!(done.lines(), ["results=100 equal=true"]);
+}
+
+#[test]
+fn imap_reports_a_failure_in_its_place_and_goes_on() {
+    let done = fixture("imap-failure-order");
+    assert_eq!(
+        done.lines(),
+        [
+            "imap: 0 failed(1) 2 3 4",
+            "imap_unordered: 0 2 3 4 failed(1)"
+        ]
+    );
+}
+
+#[test]
+fn a_worker_that_died_idle_blames_no_task() {
+    let done = fixture("idle-death");
+    assert_eq!(
+        done.lines(),
+        [
+            "after an idle death: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
+            "replaced: true"
+        ]
+    );
+}
+
+#[test]
+fn dropped_handles_free_their_results() {
+    // 100 results of 1 MiB: 107 MiB stayed resident before the fix.
+    let done = fixture("dropped-results");
+    let line = done.lines()[0];
+    let mib: u64 = line
+        .strip_prefix("resident MiB after join: ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(mib < 40, "{line}");
+}
+
+#[test]
+fn the_pool_works_when_sigpipe_has_its_default_action() {
+    // Before the fix the program died of SIGPIPE (exit 141).
+    let done = fixture("sigpipe-default");
+    assert_eq!(done.lines(), ["map: [0, 1, 4, 9]"]);
+}
+
+#[test]
+fn terminate_ends_a_worker_that_ignores_sigterm() {
+    let done = fixture("terminate-stubborn");
+    let line = done.lines()[0];
+    assert!(field(line, "ms") < 3000, "{line}");
+}
+
+#[test]
+fn get_timeout_takes_any_duration_and_can_be_asked_twice() {
+    let done = fixture("get-timeout-twice");
+    assert_eq!(
+        done.lines(),
+        ["first: 36", "second: 36", "successful: Some(true)"]
+    );
+}
+
+#[test]
+fn callbacks_get_the_result_or_the_error_once() {
+    let done = fixture("callbacks");
+    assert_eq!(done.lines(), ["error true | map [0, 1, 4] | ok 16"]);
+}
+
+#[test]
+fn the_initializer_runs_once_in_each_worker_and_not_in_the_parent() {
+    let done = fixture("initializer");
+    assert_eq!(
+        done.lines(),
+        ["every task saw one run: true", "parent's count: 0"]
+    );
+}
+
+#[test]
+fn max_tasks_per_child_replaces_workers() {
+    let done = fixture("max-tasks");
+    let line = done.lines()[0];
+    assert!(line.ends_with("each at most 2: true"), "{line}");
+    let used: u64 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(used >= 6, "12 chunks, 2 a worker: {line}");
+}

@@ -22,6 +22,17 @@ fn main() -> Result<()> {
         "death-after-close" => death_after_close(),
         "dropped" => dropped(),
         "parent-killed" => parent_killed(),
+        "at-once" => at_once(),
+        "imap-close-join" => imap_close_join(),
+        "imap-failure-order" => imap_failure_order(),
+        "idle-death" => idle_death(),
+        "dropped-results" => dropped_results(),
+        "sigpipe-default" => sigpipe_default(),
+        "terminate-stubborn" => terminate_stubborn(),
+        "get-timeout-twice" => get_timeout_twice(),
+        "callbacks" => callbacks(),
+        "initializer" => initializer(),
+        "max-tasks" => max_tasks(),
         other => bail!("unknown scenario {other:?}"),
     }
 }
@@ -249,4 +260,267 @@ fn parent_killed() -> Result<()> {
 fn print_pids(label: &str, pids: &[u32]) {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
     println!("{label} {}", pids.join(" "));
+}
+
+fn nap_ms(ms: u64) -> u64 {
+    sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Work submitted with `apply_async` or `imap` starts at once: 1 s in a worker and
+/// 1 s in the parent take 1 s, not 2.
+fn at_once() -> Result<()> {
+    let pool = Pool::new(2)?;
+    let started = Instant::now();
+    let pending = pool.apply_async(nap_ms, 1000)?;
+    sleep(Duration::from_millis(1000));
+    pending.get()?;
+    println!("apply_async ms={}", started.elapsed().as_millis());
+    let started = Instant::now();
+    let mut results = pool.imap(nap_ms, [1000])?;
+    sleep(Duration::from_millis(1000));
+    results.next().transpose()?;
+    println!("imap ms={}", started.elapsed().as_millis());
+    Ok(())
+}
+
+/// `imap`, then `close()` and `join()`: every result still comes out.
+fn imap_close_join() -> Result<()> {
+    let pool = Pool::new(2)?;
+    let results = pool.imap(square, 0..100)?;
+    pool.close();
+    pool.join()?;
+    let got: Vec<i64> = results.collect::<Result<_, _>>()?;
+    let expected: Vec<i64> = (0..100).map(square).collect();
+    println!("results={} equal={}", got.len(), got == expected);
+    Ok(())
+}
+
+fn slow_zero_fails_one(x: u64) -> u64 {
+    match x {
+        0 => sleep(Duration::from_millis(500)),
+        1 => panic!("one fails"),
+        _ => {}
+    }
+    x
+}
+
+fn describe(item: Result<u64, PoolError>) -> String {
+    match item {
+        Ok(value) => value.to_string(),
+        Err(PoolError::TaskFailed { index, .. }) => format!("failed({index})"),
+        Err(other) => format!("{other}"),
+    }
+}
+
+/// Input 0 is slow and succeeds, input 1 fails: `imap` yields 0, then the failure,
+/// then goes on; `imap_unordered` yields the failure when it happens, and goes on.
+fn imap_failure_order() -> Result<()> {
+    let pool = Pool::new(2)?;
+    let ordered: Vec<String> = pool
+        .imap(slow_zero_fails_one, 0..5)?
+        .map(describe)
+        .collect();
+    println!("imap: {}", ordered.join(" "));
+    let mut unordered: Vec<String> = pool
+        .imap_unordered(slow_zero_fails_one, 0..5)?
+        .map(describe)
+        .collect();
+    unordered.sort();
+    println!("imap_unordered: {}", unordered.join(" "));
+    Ok(())
+}
+
+/// Waits (with a bound) until `pid` is gone or a zombie.
+fn until_dead(pid: u32) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(") ")
+            .next()
+            .and_then(|rest| rest.chars().next());
+        if stat.is_empty() || state == Some('Z') {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("worker {pid} did not die");
+        }
+        sleep(Duration::from_millis(1));
+    }
+}
+
+fn kill_pid(pid: u32, signal: i32) {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// A worker killed while idle: the next `map` succeeds, and nobody is blamed.
+fn idle_death() -> Result<()> {
+    let pool = Pool::new(2)?;
+    pool.map(square, 0..10)?;
+    let victim = pool.worker_pids()[0];
+    kill_pid(victim, libc::SIGKILL);
+    until_dead(victim)?;
+    match pool.map(square, 0..10) {
+        Ok(results) => println!("after an idle death: {results:?}"),
+        Err(error) => println!("after an idle death: {error}"),
+    }
+    println!("replaced: {}", !pool.worker_pids().contains(&victim));
+    Ok(())
+}
+
+fn resident_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn mebibyte(seed: u8) -> Vec<u8> {
+    vec![seed; 1 << 20]
+}
+
+/// 100 results of 1 MiB whose handles are dropped: they are not kept.
+fn dropped_results() -> Result<()> {
+    let pool = Pool::new(2)?;
+    for seed in 0..100u8 {
+        drop(pool.apply_async(mebibyte, seed)?);
+    }
+    pool.close();
+    pool.join()?;
+    println!("resident MiB after join: {}", resident_mib());
+    Ok(())
+}
+
+/// The program restores SIGPIPE's default action; a worker dies while idle; `map`
+/// must not kill the program with SIGPIPE.
+fn sigpipe_default() -> Result<()> {
+    // SAFETY: restoring a signal's default action touches no memory of ours.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let pool = Pool::new(2)?;
+    pool.map(square, 0..10)?;
+    for victim in pool.worker_pids() {
+        kill_pid(victim, libc::SIGKILL);
+        until_dead(victim)?;
+    }
+    println!("map: {:?}", pool.map(square, 0..4)?);
+    Ok(())
+}
+
+fn ignores_sigterm(_: u8) -> u8 {
+    // SAFETY: ignoring a signal touches no memory of ours.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    loop {
+        sleep(Duration::from_secs(1));
+    }
+}
+
+/// A task that ignores SIGTERM and never ends: `terminate` must still end.
+fn terminate_stubborn() -> Result<()> {
+    let pool = Pool::new(1)?;
+    let pending = pool.apply_async(ignores_sigterm, 0)?;
+    // Wait a while in the pool, so that the task surely runs and ignores SIGTERM.
+    let _ = pending.get_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    pool.terminate();
+    println!("terminated in ms={}", started.elapsed().as_millis());
+    Ok(())
+}
+
+/// `get_timeout(Duration::MAX)` waits without overflowing, and a second
+/// `get_timeout` gives the result again.
+fn get_timeout_twice() -> Result<()> {
+    let pool = Pool::new(1)?;
+    let pending = pool.apply_async(square, 6)?;
+    println!("first: {}", pending.get_timeout(Duration::MAX)?);
+    println!(
+        "second: {}",
+        pending.get_timeout(Duration::from_millis(10))?
+    );
+    println!("successful: {:?}", pending.successful());
+    Ok(())
+}
+
+/// Callbacks run once each, in this process, with the result or the error.
+fn callbacks() -> Result<()> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let pool = Pool::new(2)?;
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (ok, err) = (Rc::clone(&log), Rc::clone(&log));
+    let good = pool.apply_async_with(
+        square,
+        4,
+        move |r| ok.borrow_mut().push(format!("ok {r}")),
+        |_| (),
+    )?;
+    let bad = pool.apply_async_with(
+        panics_at_13,
+        13,
+        |_| (),
+        move |e| {
+            err.borrow_mut()
+                .push(format!("error {}", e.to_string().contains("unlucky")))
+        },
+    )?;
+    good.wait();
+    bad.wait();
+    let (m_ok, m_err) = (Rc::clone(&log), Rc::clone(&log));
+    let all = pool.map_async_with(
+        square,
+        0..3,
+        move |r| m_ok.borrow_mut().push(format!("map {r:?}")),
+        move |_| m_err.borrow_mut().push("map failed".into()),
+    )?;
+    all.wait();
+    let mut lines = log.borrow().clone();
+    lines.sort();
+    println!("{}", lines.join(" | "));
+    Ok(())
+}
+
+static INITIALIZED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn read_initialized(_: u8) -> u32 {
+    INITIALIZED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The initializer runs once in each worker, before its tasks.
+fn initializer() -> Result<()> {
+    let pool = Pool::builder()
+        .workers(2)
+        .initializer(|| {
+            INITIALIZED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .build()?;
+    let seen = pool.map_chunked(read_initialized, 0..20, 1)?;
+    println!("every task saw one run: {}", seen.iter().all(|n| *n == 1));
+    println!(
+        "parent's count: {}",
+        INITIALIZED.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn own_pid(_: u8) -> u32 {
+    std::process::id()
+}
+
+/// With `max_tasks_per_child(2)`, each worker runs two chunks, then is replaced.
+fn max_tasks() -> Result<()> {
+    let pool = Pool::builder().workers(2).max_tasks_per_child(2).build()?;
+    let pids = pool.map_chunked(own_pid, 0..12, 1)?;
+    let mut counts = std::collections::BTreeMap::new();
+    for pid in &pids {
+        *counts.entry(pid).or_insert(0) += 1;
+    }
+    println!(
+        "workers used: {} each at most 2: {}",
+        counts.len(),
+        counts.values().all(|n| *n <= 2)
+    );
+    Ok(())
 }

@@ -991,6 +991,17 @@ fn on_complete<V: 'static>(
 
 /// A result on its way from the workers (Python's `AsyncResult`). It borrows its pool,
 /// and dropping it frees its result.
+///
+/// The pool cannot go while a handle lives (dropping it would stop the workers the
+/// handle waits for):
+///
+/// ```compile_fail
+/// let pool = common::pool::Pool::new(1)?;
+/// let pending = pool.apply_async(common::workload::square, 2)?;
+/// drop(pool); // error: `pool` is still borrowed by `pending`
+/// pending.get()?;
+/// # Ok::<(), common::pool::PoolError>(())
+/// ```
 pub struct AsyncResult<'pool, R> {
     pool: &'pool Pool,
     call: u64,
