@@ -126,8 +126,10 @@ pub(super) type OnComplete = Box<dyn FnOnce(&Job) -> Box<dyn FnOnce()>>;
 pub(super) struct Job {
     /// Finished chunks, by number: their encoded outputs, or their error.
     pub(super) finished: BTreeMap<u64, Result<Vec<u8>, PoolError>>,
-    /// The numbers of finished chunks in the order they finished.
+    /// The numbers of finished chunks in the order they finished (kept for
+    /// `imap_unordered` only).
     pub(super) arrivals: VecDeque<u64>,
+    keep_arrivals: bool,
     feeder: Option<Box<dyn Feeder>>,
     /// How many chunks have been fed (encoded and queued), and how many inputs.
     pub(super) fed: u64,
@@ -157,9 +159,22 @@ impl Job {
 
     fn finish(&mut self, chunk: u64, outcome: Result<Vec<u8>, PoolError>) {
         self.finished.insert(chunk, outcome);
-        self.arrivals.push_back(chunk);
+        if self.keep_arrivals {
+            self.arrivals.push_back(chunk);
+        }
         self.completed += 1;
     }
+}
+
+/// How a job's results are taken.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum JobKind {
+    /// `map`, `apply`, the `_async` calls: all together, and the first failure ends it.
+    FailFast,
+    /// `imap`: in order, a failure in its place.
+    Ordered,
+    /// `imap_unordered`: as they finish.
+    Unordered,
 }
 
 /// A chunk on its way: queued, or given to a worker.
@@ -319,7 +334,7 @@ impl Dispatcher {
     pub(super) fn open(
         &mut self,
         feeder: Box<dyn Feeder>,
-        fail_fast: bool,
+        kind: JobKind,
         on_complete: Option<OnComplete>,
     ) -> Result<u64, PoolError> {
         if let Some(reason) = &self.broken {
@@ -342,7 +357,8 @@ impl Dispatcher {
                 completed: 0,
                 fed_inputs: 0,
                 exhausted: false,
-                fail_fast,
+                fail_fast: kind == JobKind::FailFast,
+                keep_arrivals: kind == JobKind::Unordered,
                 on_complete,
             },
         );

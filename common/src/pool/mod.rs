@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::process::{ProcessError, exitcode_name};
 use crate::shm::ShmError;
-use dispatch::{Dispatcher, IterFeeder, Job, OnComplete, Setup, SliceFeeder, State};
+use dispatch::{Dispatcher, IterFeeder, Job, JobKind, OnComplete, Setup, SliceFeeder, State};
 use worker::Task;
 
 /// What can go wrong with a [`Pool`] call. Every failure is one of these: a call never
@@ -517,7 +517,7 @@ impl Pool {
             chunksize,
         };
         let mut dispatcher = self.dispatcher.borrow_mut();
-        let call = dispatcher.open(Box::new(feeder), true, None)?;
+        let call = dispatcher.open(Box::new(feeder), JobKind::FailFast, None)?;
         let mut outputs = Vec::with_capacity(total);
         let mut taken = 0u64;
         let result = loop {
@@ -722,7 +722,7 @@ impl Pool {
         let call = self
             .dispatcher
             .borrow_mut()
-            .open(Box::new(feeder), true, hook)?;
+            .open(Box::new(feeder), JobKind::FailFast, hook)?;
         self.run_callbacks();
         Ok(AsyncResult {
             pool: self,
@@ -862,10 +862,15 @@ impl Pool {
             inputs: inputs.into_iter(),
             chunksize,
         };
-        let call = self
-            .dispatcher
-            .borrow_mut()
-            .open(Box::new(feeder), false, None)?;
+        let call = self.dispatcher.borrow_mut().open(
+            Box::new(feeder),
+            if ordered {
+                JobKind::Ordered
+            } else {
+                JobKind::Unordered
+            },
+            None,
+        )?;
         self.run_callbacks();
         Ok(Imap {
             pool: self,
