@@ -575,6 +575,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_dev_shm_hint_comes_only_with_errors_it_explains() {
+        let full = ShmError::Create { code: libc::ENOSPC }.to_string();
+        assert!(
+            full.ends_with("(/dev/shm is full: `df -h /dev/shm` shows it)"),
+            "{full}"
+        );
+        let files = ShmError::Create { code: libc::EMFILE }.to_string();
+        assert_eq!(
+            files,
+            "cannot create shared memory: Too many open files (os error 24)"
+        );
+        let missing = ShmError::Create { code: libc::ENOENT }.to_string();
+        assert!(
+            missing.ends_with("(is /dev/shm mounted and writable?)"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn zero_length_is_an_error() {
         assert!(matches!(SharedArray::<u8>::new(0), Err(ShmError::Empty)));
     }

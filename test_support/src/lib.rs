@@ -306,6 +306,28 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// Waits at most `limit` for `child`, the leader of its process group, to end (killing
+/// the group and panicking when it does not), and returns its status and stderr.
+fn wait_with_limit(child: &mut Child, limit: Duration, what: &str) -> (ExitStatus, String) {
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            send(-(child.id() as i32), libc::SIGKILL);
+            let _ = child.wait();
+            panic!("{what} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    (status, stderr)
+}
+
 /// Runs `bin args` as `bin args | head -1` would: reads the first line of its output,
 /// then closes the pipe. Asserts that it then ends quietly (nothing on stderr, exit
 /// code 0 or 141, as a shell shows a death by SIGPIPE) and that no process of its
@@ -325,24 +347,7 @@ pub fn assert_quiet_when_output_closes(bin: &str, args: &[&str]) -> String {
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     stdout.read_line(&mut first).expect("a first line");
     drop(stdout);
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            send(-(group as i32), libc::SIGKILL);
-            let _ = child.wait();
-            panic!("{bin} {args:?} still running {limit:?} after its output closed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    let _ = child
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut stderr);
+    let (status, stderr) = wait_with_limit(&mut child, limit, &format!("{bin} {args:?}"));
     assert_eq!(stderr, "", "{bin} {args:?}: not quiet");
     assert!(
         matches!(status.code(), Some(0 | 141)),
@@ -372,24 +377,8 @@ pub fn assert_one_line_on_a_full_device(bin: &str, args: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the binary under test");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            send(-(child.id() as i32), libc::SIGKILL);
-            let _ = child.wait();
-            panic!("{bin} {args:?} still running after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    let _ = child
-        .stderr
-        .take()
-        .expect("piped stderr")
-        .read_to_string(&mut stderr);
+    let what = format!("{bin} {args:?}");
+    let (status, stderr) = wait_with_limit(&mut child, Duration::from_secs(30), &what);
     assert!(
         matches!(status.code(), Some(code) if code != 0),
         "{bin} {args:?}: {status:?}"
