@@ -41,8 +41,8 @@ fn foo() {
     println!("Exiting {name}");
 }
 
-fn main() -> Result<(), common::cli::Report> {
-    let args: Args = common::cli::parse();
+fn main() -> Result<(), demo_kit::cli::Report> {
+    let args: Args = demo_kit::cli::parse();
 
     let mut background_process = Process::new(foo)
         .name("background_process")

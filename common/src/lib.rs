@@ -24,8 +24,6 @@
 //! Forking is only sound in a single-threaded process, so [`process::Process::start`]
 //! refuses with an error when other threads run.
 
-pub mod bench;
-pub mod cli;
 pub mod pool;
 pub mod process;
 pub mod shm;

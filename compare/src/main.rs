@@ -139,8 +139,8 @@ fn output_of(command: &mut Command) -> anyhow::Result<String> {
     ))
 }
 
-fn main() -> Result<(), common::cli::Report> {
-    let args: Args = common::cli::parse();
+fn main() -> Result<(), demo_kit::cli::Report> {
+    let args: Args = demo_kit::cli::parse();
     if args.demo == "bench" {
         for demo in ["processes_barrier", "process_pool"] {
             print!(

@@ -52,8 +52,8 @@ fn py_bool(value: bool) -> &'static str {
     if value { "True" } else { "False" }
 }
 
-fn main() -> Result<(), common::cli::Report> {
-    let args: Args = common::cli::parse();
+fn main() -> Result<(), demo_kit::cli::Report> {
+    let args: Args = demo_kit::cli::parse();
 
     let mut p = Process::new(foo);
     println!("Process before execution: {p} {}", py_bool(p.is_alive()));

@@ -54,8 +54,8 @@ fn written(shared: &SharedArray<f64>) -> usize {
         .count()
 }
 
-fn main() -> Result<(), common::cli::Report> {
-    let args: Args = common::cli::parse();
+fn main() -> Result<(), demo_kit::cli::Report> {
+    let args: Args = demo_kit::cli::parse();
     let count = args.count as usize;
     let start_time = Instant::now();
     let out_list: Rc<RefCell<Vec<f64>>> = Rc::default();

@@ -13,7 +13,7 @@ pub fn run() -> anyhow::Result<()> {
             "(a debug build: run `cargo run --release -p process_pool -- --bench` for real numbers)"
         );
     }
-    let ours = common::bench::pool(WORKERS, INPUTS, HEAVY_TASKS)?;
+    let ours = demo_kit::bench::pool(WORKERS, INPUTS, HEAVY_TASKS)?;
     let python = python_pool();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     println!("Pool with {WORKERS} workers, {cores} cores:");
@@ -70,7 +70,7 @@ fn python_pool() -> Option<PythonNumbers> {
         "--inputs".to_string(),
         INPUTS.to_string(),
     ];
-    let text = common::bench::run_python("bench_pool.py", &args)?;
+    let text = demo_kit::bench::run_python("bench_pool.py", &args)?;
     let mut words = text.split_whitespace();
     let map_tasks_per_second = words.next()?.parse().ok()?;
     let startup_seconds: f64 = words.next()?.parse().ok()?;

@@ -71,14 +71,14 @@ where
     })
 }
 
-fn main() -> Result<(), common::cli::Report> {
-    let args: Args = common::cli::parse();
+fn main() -> Result<(), demo_kit::cli::Report> {
+    let args: Args = demo_kit::cli::parse();
     if args.bench {
         return Ok(bench::run()?);
     }
     if let Some(crash_at) = args.crash_at {
         if crash_at >= args.inputs {
-            common::cli::usage_error(&format!(
+            demo_kit::cli::usage_error(&format!(
                 "--crash-at {crash_at} names no input: the inputs are 0 to {}",
                 args.inputs.saturating_sub(1)
             ));

@@ -12,8 +12,8 @@ pub fn run(generations: usize) -> anyhow::Result<()> {
         "parties", "common::Barrier", "pthread_barrier_t", "Python Barrier", "ratio"
     );
     for parties in [2, 4] {
-        let ours = common::bench::barrier(parties, generations)?;
-        let pthread = common::bench::pthread_barrier(parties, generations)?;
+        let ours = demo_kit::bench::barrier(parties, generations)?;
+        let pthread = demo_kit::bench::pthread_barrier(parties, generations)?;
         let python = python_barrier(parties, (generations / 10).max(100));
         println!(
             "{parties:>8} {:>16.3} {:>18.3} {:>15} {:>9.2}x",
@@ -39,7 +39,7 @@ fn python_barrier(parties: usize, generations: usize) -> Option<f64> {
         "--generations".to_string(),
         generations.to_string(),
     ];
-    common::bench::run_python("bench_barrier.py", &args)?
+    demo_kit::bench::run_python("bench_barrier.py", &args)?
         .trim()
         .parse()
         .ok()

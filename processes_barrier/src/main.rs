@@ -79,8 +79,8 @@ fn test_without_barrier() {
     println!("process {name} ----> {}", local(now));
 }
 
-fn main() -> Result<(), common::cli::Report> {
-    let args: Args = common::cli::parse();
+fn main() -> Result<(), demo_kit::cli::Report> {
+    let args: Args = demo_kit::cli::parse();
     if args.bench {
         return Ok(bench::run(args.generations as usize)?);
     }
@@ -119,7 +119,7 @@ fn main() -> Result<(), common::cli::Report> {
         }
     }
     for process in &processes {
-        common::cli::join(process)?;
+        demo_kit::cli::join(process)?;
     }
 
     let times = passed_at.to_vec();

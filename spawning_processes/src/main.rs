@@ -35,15 +35,15 @@ fn my_func(i: usize, unit: usize) {
     );
 }
 
-fn main() -> Result<(), common::cli::Report> {
-    let args: Args = common::cli::parse();
+fn main() -> Result<(), demo_kit::cli::Report> {
+    let args: Args = demo_kit::cli::parse();
     let unit = args.unit as usize;
 
     if args.sequential {
         for i in 0..args.processes as usize {
             let mut process = Process::new(move || my_func(i, unit));
             process.start()?;
-            common::cli::join(&process)?;
+            demo_kit::cli::join(&process)?;
         }
     } else {
         let mut processes = Vec::new();
@@ -53,7 +53,7 @@ fn main() -> Result<(), common::cli::Report> {
             processes.push(process);
         }
         for process in &processes {
-            common::cli::join(process)?;
+            demo_kit::cli::join(process)?;
         }
     }
     Ok(())

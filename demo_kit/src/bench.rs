@@ -6,10 +6,10 @@
 use std::mem::size_of;
 use std::time::{Duration, Instant};
 
-use crate::pool::Pool;
-use crate::process::Process;
-use crate::shm::{Segment, SharedArray};
-use crate::sync::Barrier;
+use common::pool::Pool;
+use common::process::Process;
+use common::shm::SharedArray;
+use common::sync::Barrier;
 
 /// Runs `round` `generations` times in each of `parties` forked processes, after one
 /// warm-up round that lines them up, and returns the slowest process's time per round.
@@ -80,7 +80,8 @@ pub fn pthread_barrier(parties: usize, generations: usize) -> anyhow::Result<Dur
 }
 
 fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Result<Duration> {
-    let segment = std::rc::Rc::new(Segment::new(size_of::<libc::pthread_barrier_t>())?);
+    let words = size_of::<libc::pthread_barrier_t>().div_ceil(size_of::<u64>());
+    let segment = SharedArray::<u64>::new(words)?;
     let raw = segment.as_ptr().cast::<libc::pthread_barrier_t>();
     // SAFETY: `raw` points to enough fresh, page-aligned, shared memory for a
     // `pthread_barrier_t`, which `attr` (initialised first, destroyed last) makes
@@ -146,11 +147,11 @@ pub fn pool(workers: usize, inputs: i64, heavy: u64) -> anyhow::Result<PoolNumbe
         drop(pool);
     }
     let pool = Pool::new(workers)?;
-    pool.map(crate::workload::square, 0..1000)?;
+    pool.map(common::workload::square, 0..1000)?;
     let mut best_map = Duration::MAX;
     for _ in 0..7 {
         let started = Instant::now();
-        let squares = pool.map(crate::workload::square, 0..inputs)?;
+        let squares = pool.map(common::workload::square, 0..inputs)?;
         best_map = best_map.min(started.elapsed());
         anyhow::ensure!(squares.len() as i64 == inputs, "map lost results");
     }

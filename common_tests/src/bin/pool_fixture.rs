@@ -1,5 +1,5 @@
 //! A single-threaded program that drives `common::pool` for the crate's multi-process
-//! tests (`tests/pool.rs`). Usage: `pool_fixture SCENARIO`.
+//! tests (`common_tests/tests/pool.rs`). Usage: `pool_fixture SCENARIO`.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};

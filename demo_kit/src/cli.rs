@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use crate::process::{OUTPUT_FAILED, Process, exitcode_name};
+use common::process::{OUTPUT_FAILED, Process, exitcode_name};
 
 /// The pid of the demo's main process, set by [`parse`].
 static MAIN_PID: AtomicU32 = AtomicU32::new(0);
@@ -113,7 +113,7 @@ pub fn usage_error(message: &str) -> ! {
 /// (even when `RUST_BACKTRACE` is set); the exit code is 1.
 ///
 /// ```
-/// fn main() -> Result<(), common::cli::Report> {
+/// fn main() -> Result<(), demo_kit::cli::Report> {
 ///     let _value: u32 = "42".parse()?;
 ///     Ok(())
 /// }
