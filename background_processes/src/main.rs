@@ -45,10 +45,10 @@ fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
 
     let mut background_process = Process::new(foo)
-        .name("background_process")
+        .with_name("background_process")
         .daemon(!args.no_daemons);
     let mut no_background_process = Process::new(foo)
-        .name("NO_background_process")
+        .with_name("NO_background_process")
         .daemon(false);
 
     background_process.start()?;

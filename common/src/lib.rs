@@ -6,11 +6,11 @@
 //!
 //! | Python | Rust |
 //! | --- | --- |
-//! | `multiprocessing.Process(name=, target=, daemon=)` | [`Process::new(target).name(..).daemon(..)`](process::Process) |
+//! | `multiprocessing.Process(name=, target=, daemon=)` | [`Process::new(target).with_name(..).daemon(..)`](process::Process) |
 //! | `p.start()`, `p.join()`, `p.join(timeout)` | [`start()`](process::Process::start), [`join()`](process::Process::join), [`join_timeout(d)`](process::Process::join_timeout) |
 //! | `p.terminate()`, `p.kill()` | [`terminate()`](process::Process::terminate), [`kill()`](process::Process::kill) |
 //! | `p.is_alive()`, `p.exitcode`, `p.pid`, `repr(p)` | [`is_alive()`](process::Process::is_alive), [`exitcode()`](process::Process::exitcode), [`pid()`](process::Process::pid), `Display` |
-//! | `p.name`, `p.daemon` | [`get_name()`](process::Process::get_name), [`is_daemon()`](process::Process::is_daemon) |
+//! | `p.name`, `p.daemon` | [`name()`](process::Process::name), [`is_daemon()`](process::Process::is_daemon) |
 //! | `multiprocessing.current_process().name` | [`current_process().name()`](process::current_process) |
 //! | `multiprocessing.active_children()` | [`active_children()`](process::active_children) |
 //! | `multiprocessing.Value('d', 0)`, `multiprocessing.Array('d', n)` | [`SharedValue::new(0.0)?`](shm::SharedValue), [`SharedArray::<f64>::new(n)?`](shm::SharedArray) |

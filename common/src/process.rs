@@ -2,11 +2,11 @@
 //!
 //! | Python | Rust |
 //! | --- | --- |
-//! | `Process(target=f, name='n', daemon=True)` | `Process::new(f).name("n").daemon(true)` |
+//! | `Process(target=f, name='n', daemon=True)` | `Process::new(f).with_name("n").daemon(true)` |
 //! | `p.start()`, `p.join()`, `p.join(0.5)` | `p.start()?`, `p.join()?`, `p.join_timeout(d)?` |
 //! | `p.terminate()`, `p.kill()` | `p.terminate()?`, `p.kill()?` |
 //! | `p.is_alive()`, `p.exitcode`, `p.pid` | `p.is_alive()`, `p.exitcode()`, `p.pid()` |
-//! | `p.name`, `p.daemon`, `repr(p)` | `p.get_name()`, `p.is_daemon()`, `p.to_string()` |
+//! | `p.name`, `p.daemon`, `repr(p)` | `p.name()`, `p.is_daemon()`, `p.to_string()` |
 //! | `current_process().name` | `current_process().name()` |
 //!
 //! The target is a closure. It runs in a forked child, which is a copy of the parent:
@@ -28,7 +28,7 @@
 //! ```
 //! use common::process::Process;
 //!
-//! let mut p = Process::new(|| println!("hello from the child")).name("greeter");
+//! let mut p = Process::new(|| println!("hello from the child")).with_name("greeter");
 //! p.start()?;
 //! p.join()?;
 //! assert_eq!(p.exitcode(), Some(0));
@@ -47,7 +47,6 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::prctl;
 use nix::sys::signal;
-pub use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{self, ForkResult, Pid};
 
@@ -55,6 +54,91 @@ use crate::sys;
 
 /// How long the exit hook gives a terminated daemonic child before it sends SIGKILL.
 const DAEMON_GRACE: Duration = Duration::from_secs(1);
+
+/// A signal (Python's `signal.SIGTERM` and friends), by its number: `common`'s own
+/// type, so that a user of this crate is not tied to the version of `nix` it uses.
+///
+/// ```
+/// use common::process::Signal;
+///
+/// assert_eq!(Signal::SIGTERM.number(), 15);
+/// assert_eq!(Signal::SIGKILL.to_string(), "SIGKILL");
+/// assert_eq!(Signal::from_number(9), Some(Signal::SIGKILL));
+/// assert_eq!(Signal::from_number(0), None);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(i32);
+
+impl Signal {
+    /// Hangup.
+    pub const SIGHUP: Signal = Signal(libc::SIGHUP);
+    /// Interrupt (Ctrl-C).
+    pub const SIGINT: Signal = Signal(libc::SIGINT);
+    /// Quit (Ctrl-\\).
+    pub const SIGQUIT: Signal = Signal(libc::SIGQUIT);
+    /// Kill: cannot be caught or ignored.
+    pub const SIGKILL: Signal = Signal(libc::SIGKILL);
+    /// User-defined signal 1.
+    pub const SIGUSR1: Signal = Signal(libc::SIGUSR1);
+    /// User-defined signal 2.
+    pub const SIGUSR2: Signal = Signal(libc::SIGUSR2);
+    /// Write to a pipe with no reader.
+    pub const SIGPIPE: Signal = Signal(libc::SIGPIPE);
+    /// Alarm clock.
+    pub const SIGALRM: Signal = Signal(libc::SIGALRM);
+    /// Termination: what `terminate()` sends.
+    pub const SIGTERM: Signal = Signal(libc::SIGTERM);
+    /// Continue a stopped process.
+    pub const SIGCONT: Signal = Signal(libc::SIGCONT);
+    /// Stop: cannot be caught or ignored.
+    pub const SIGSTOP: Signal = Signal(libc::SIGSTOP);
+
+    /// The signal with this number, if there is one.
+    ///
+    /// ```
+    /// assert!(common::process::Signal::from_number(15).is_some());
+    /// ```
+    pub fn from_number(number: i32) -> Option<Signal> {
+        nix::sys::signal::Signal::try_from(number)
+            .ok()
+            .map(|_| Signal(number))
+    }
+
+    /// The signal's number (15 for SIGTERM).
+    ///
+    /// ```
+    /// assert_eq!(common::process::Signal::SIGINT.number(), 2);
+    /// ```
+    pub fn number(self) -> i32 {
+        self.0
+    }
+
+    /// The signal's name, as Python's `signal.Signals(n).name` gives it.
+    ///
+    /// ```
+    /// assert_eq!(common::process::Signal::SIGUSR1.as_str(), "SIGUSR1");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        self.to_nix()
+            .map_or("SIG?", nix::sys::signal::Signal::as_str)
+    }
+
+    fn to_nix(self) -> Option<nix::sys::signal::Signal> {
+        nix::sys::signal::Signal::try_from(self.0).ok()
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What can go wrong when starting, joining or signalling a [`Process`].
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +248,7 @@ type Target = Box<dyn FnOnce() -> Result<(), String>>;
 ///
 /// let mut p = Process::new(|| std::thread::sleep(std::time::Duration::from_secs(10)));
 /// assert_eq!(p.to_string(), format!("<Process name='{}' parent={} initial>",
-///     p.get_name(), std::process::id()));
+///     p.name(), std::process::id()));
 /// p.start()?;
 /// assert!(p.is_alive());
 /// p.terminate()?;
@@ -192,11 +276,11 @@ impl Process {
     /// use common::process::Process;
     ///
     /// let first = Process::new(|| ());
-    /// let second = Process::new(|| ()).name("worker");
+    /// let second = Process::new(|| ()).with_name("worker");
     /// let third = Process::new(|| ());
-    /// assert_eq!(first.get_name(), "Process-1");
-    /// assert_eq!(second.get_name(), "worker");
-    /// assert_eq!(third.get_name(), "Process-3");
+    /// assert_eq!(first.name(), "Process-1");
+    /// assert_eq!(second.name(), "worker");
+    /// assert_eq!(third.name(), "Process-3");
     /// ```
     pub fn new<F, R>(target: F) -> Self
     where
@@ -225,11 +309,11 @@ impl Process {
     /// child and, cut to 15 bytes, as the child's OS name in `ps` and `/proc/PID/comm`.
     ///
     /// ```
-    /// let p = common::process::Process::new(|| ()).name("do_something process 1");
-    /// assert_eq!(p.get_name(), "do_something process 1");
+    /// let p = common::process::Process::new(|| ()).with_name("do_something process 1");
+    /// assert_eq!(p.name(), "do_something process 1");
     /// ```
     #[must_use]
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
@@ -247,13 +331,14 @@ impl Process {
         self
     }
 
-    /// The process's name (Python's `p.name`). `name(..)` is the builder that sets it.
+    /// The process's name (Python's `p.name`); [`with_name`](Process::with_name) sets
+    /// it.
     ///
     /// ```
-    /// let p = common::process::Process::new(|| ()).name("worker");
-    /// assert_eq!(p.get_name(), "worker");
+    /// let p = common::process::Process::new(|| ()).with_name("worker");
+    /// assert_eq!(p.name(), "worker");
     /// ```
-    pub fn get_name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
@@ -542,8 +627,8 @@ impl fmt::Debug for Process {
 /// assert_eq!(common::process::exitcode_name(1), "1");
 /// ```
 pub fn exitcode_name(code: i32) -> String {
-    match Signal::try_from(-code) {
-        Ok(signal) if code < 0 => format!("-{}", signal.as_str()),
+    match Signal::from_number(code.saturating_neg()) {
+        Some(signal) if code < 0 => format!("-{signal}"),
         _ => code.to_string(),
     }
 }
@@ -619,7 +704,7 @@ pub fn active_children() -> Vec<u32> {
 /// # Errors
 /// [`ProcessError::Os`] if `kill` fails.
 pub fn kill_current(signal: Signal) -> Result<(), ProcessError> {
-    signal::kill(unistd::getpid(), signal).map_err(|errno| ProcessError::os("kill", errno))
+    signal::kill(unistd::getpid(), signal.to_nix()).map_err(|errno| ProcessError::os("kill", errno))
 }
 
 /// The calling process's own identity, as its `Process` gave it in the parent.
@@ -724,7 +809,7 @@ impl Child {
         if self.exitcode.get().is_some() {
             return Ok(());
         }
-        match signal::kill(self.pid, signal) {
+        match signal::kill(self.pid, signal.to_nix()) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(errno) => Err(ProcessError::os("kill", errno)),
         }
@@ -827,7 +912,7 @@ fn is_output_failure(payload: &(dyn std::any::Any + Send)) -> bool {
 fn run_child(setup: ChildSetup, target: Target) -> ! {
     if setup.daemon {
         // The kernel kills a daemonic child when its parent dies, even by SIGKILL.
-        let _ = prctl::set_pdeathsig(Signal::SIGKILL);
+        let _ = prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
         // The parent may have died before the line above: then we were reparented.
         if unistd::getppid() != setup.parent {
             sys::exit_now(1);

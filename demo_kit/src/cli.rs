@@ -63,7 +63,7 @@ fn output_closed() -> bool {
 /// # Errors
 /// When the child failed, or `join` itself failed.
 pub fn join(process: &Process) -> anyhow::Result<()> {
-    let name = process.get_name();
+    let name = process.name();
     match process.join()? {
         0 => Ok(()),
         OUTPUT_FAILED if output_closed() => std::process::exit(CLOSED_OUTPUT),

@@ -64,7 +64,7 @@ fn main() -> Result<(), demo_kit::cli::Report> {
 
     let (list, shared) = (Rc::clone(&out_list), shared_1.clone());
     let mut process_with_name =
-        Process::new(move || my_func(count, &list, &shared)).name("do_something process 1");
+        Process::new(move || my_func(count, &list, &shared)).with_name("do_something process 1");
     let (list, shared) = (Rc::clone(&out_list), shared_2.clone());
     let mut process_with_default_name = Process::new(move || my_func(count, &list, &shared));
 

@@ -98,11 +98,11 @@ fn main() -> Result<(), demo_kit::cli::Report> {
             (args.stagger_ms > 0).then(|| Duration::from_millis(args.stagger_ms * k as u64));
         let target =
             move || test_with_barrier(&synchronizer, &serializer, arrival_delay, &passed_at, k);
-        processes.push(Process::new(target).name(format!("p{} - test_with_barrier", k + 1)));
+        processes.push(Process::new(target).with_name(format!("p{} - test_with_barrier", k + 1)));
     }
     for k in 0..args.without as usize {
         let name = format!("p{} - test_without_barrier", parties + k + 1);
-        processes.push(Process::new(test_without_barrier).name(name));
+        processes.push(Process::new(test_without_barrier).with_name(name));
     }
     for k in 0..processes.len() {
         if let Err(error) = processes[k].start() {
@@ -112,7 +112,7 @@ fn main() -> Result<(), demo_kit::cli::Report> {
             for started in &processes[..k] {
                 started.join()?;
             }
-            let name = processes[k].get_name();
+            let name = processes[k].name();
             return Err(anyhow!(error)
                 .context(format!("cannot start {name}"))
                 .into());

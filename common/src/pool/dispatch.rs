@@ -296,8 +296,8 @@ impl Dispatcher {
             worker_loop(setup)
         })
         .daemon(true);
-        let name = process.get_name().replacen("Process", "ForkPoolWorker", 1);
-        process = process.name(name);
+        let name = process.name().replacen("Process", "ForkPoolWorker", 1);
+        process = process.with_name(name);
         process.start()?;
         let results = File::from(result_read);
         sys::set_nonblocking(results.as_fd())?;

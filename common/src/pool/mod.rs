@@ -153,7 +153,7 @@ impl PoolError {
     pub fn signal(&self) -> Option<crate::process::Signal> {
         match self {
             PoolError::WorkerDied { exitcode, .. } if *exitcode < 0 => {
-                crate::process::Signal::try_from(-exitcode).ok()
+                crate::process::Signal::from_number(-exitcode)
             }
             _ => None,
         }

@@ -80,7 +80,7 @@ fn comm() -> Result<(), ProcessError> {
         println!("child name={} pid={}", me.name(), me.pid());
         sleep(Duration::from_secs(30));
     })
-    .name("do_something process 1");
+    .with_name("do_something process 1");
     p.start()?;
     let pid = p.pid().expect("started");
     sleep(Duration::from_millis(200));
@@ -187,7 +187,7 @@ fn errors() -> Result<(), ProcessError> {
     let idle = Process::new(|| ());
     println!("{}", idle.join().unwrap_err());
     println!("{}", idle.terminate().unwrap_err());
-    let mut bad = Process::new(|| ()).name("nul\0name");
+    let mut bad = Process::new(|| ()).with_name("nul\0name");
     println!("{}", bad.start().unwrap_err());
     let mut daemon = Process::new(|| {
         let mut grandchild = Process::new(|| ());
@@ -208,7 +208,7 @@ fn threads() -> Result<(), ProcessError> {
 
 fn names() -> Result<(), ProcessError> {
     let first = Process::new(|| ());
-    let second = Process::new(|| ()).name("named");
+    let second = Process::new(|| ()).with_name("named");
     let mut third = Process::new(|| -> Result<(), ProcessError> {
         println!("in child: {}", current_process().name());
         let mut grandchild =
@@ -217,12 +217,7 @@ fn names() -> Result<(), ProcessError> {
         grandchild.join()?;
         Ok(())
     });
-    println!(
-        "{} {} {}",
-        first.get_name(),
-        second.get_name(),
-        third.get_name()
-    );
+    println!("{} {} {}", first.name(), second.name(), third.name());
     println!("in parent: {}", current_process().name());
     third.start()?;
     third.join()?;

@@ -315,7 +315,7 @@ fn start_waiter(barrier: &Barrier, name: &str) -> Result<Process> {
             Err(error) => println!("{}: {error}", me.name()),
         }
     })
-    .name(name);
+    .with_name(name);
     p.start()?;
     Ok(p)
 }
