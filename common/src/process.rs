@@ -1,13 +1,6 @@
 //! `Process`: Python's `multiprocessing.Process`, over `fork()`.
 //!
-//! | Python | Rust |
-//! | --- | --- |
-//! | `Process(target=f, name='n', daemon=True)` | `Process::new(f).with_name("n").daemon(true)` |
-//! | `p.start()`, `p.join()`, `p.join(0.5)` | `p.start()?`, `p.join()?`, `p.join_timeout(d)?` |
-//! | `p.terminate()`, `p.kill()` | `p.terminate()?`, `p.kill()?` |
-//! | `p.is_alive()`, `p.exitcode`, `p.pid` | `p.is_alive()`, `p.exitcode()`, `p.pid()` |
-//! | `p.name`, `p.daemon`, `repr(p)` | `p.name()`, `p.is_daemon()`, `p.to_string()` |
-//! | `current_process().name` | `current_process().name()` |
+//! (Python's names and this crate's side by side: the repository's `ARCHITECTURE.md`.)
 //!
 //! The target is a closure. It runs in a forked child, which is a copy of the parent:
 //! whatever the closure captured is the child's own copy, and what the child changes in
