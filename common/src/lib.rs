@@ -12,6 +12,20 @@
 //!
 //! Forking is only sound in a single-threaded process, so [`process::Process::start`]
 //! refuses with an error when other threads run.
+//!
+//! ```
+//! use common::{Pool, Process, SharedArray};
+//!
+//! let results = SharedArray::<i64>::new(2)?;
+//! let childs = results.clone();
+//! let mut p = Process::new(move || childs.set(0, 7)).with_name("writer");
+//! p.start()?;
+//! p.join()?;
+//! let pool = Pool::new(2)?;
+//! results.set(1, pool.apply(common::workload::square, 5)?)?;
+//! assert_eq!(results.to_vec(), [7, 25]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod pool;
 pub mod process;

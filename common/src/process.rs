@@ -134,6 +134,13 @@ impl fmt::Debug for Signal {
 }
 
 /// What can go wrong when starting, joining or signalling a [`Process`].
+///
+/// ```
+/// use common::process::{Process, ProcessError};
+///
+/// let p = Process::new(|| ());
+/// assert!(matches!(p.join(), Err(ProcessError::NotStarted { .. })));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessError {
@@ -211,6 +218,15 @@ impl ProcessError {
 
 /// What a target may return: `()`, or a `Result` whose error fails the process
 /// (exit code 1, the error printed to stderr like a Python traceback).
+///
+/// ```
+/// use common::process::Process;
+///
+/// let mut fails = Process::new(|| -> Result<(), String> { Err("no input".into()) });
+/// fails.start()?;
+/// assert_eq!(fails.join()?, 1, "an Err is a failure, as an exception is");
+/// # Ok::<(), common::process::ProcessError>(())
+/// ```
 pub trait TargetResult {
     /// `Ok` for success, `Err` with the message to print for a failure.
     fn into_outcome(self) -> Result<(), String>;
@@ -627,6 +643,16 @@ pub fn exitcode_name(code: i32) -> String {
 }
 
 /// The process this code runs in, as [`current_process`] sees it.
+///
+/// ```
+/// use common::process::{Process, current_process};
+///
+/// let mut p = Process::new(|| assert_eq!(current_process().name(), "worker"))
+///     .with_name("worker");
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), common::process::ProcessError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentProcess {
     name: String,
@@ -636,16 +662,28 @@ pub struct CurrentProcess {
 
 impl CurrentProcess {
     /// `MainProcess` in the program's first process, the [`Process`]'s name in a child.
+    ///
+    /// ```
+    /// assert_eq!(common::process::current_process().name(), "MainProcess");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The OS process id.
+    ///
+    /// ```
+    /// assert_eq!(common::process::current_process().pid(), std::process::id());
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Whether this process is a daemonic child.
+    ///
+    /// ```
+    /// assert!(!common::process::current_process().is_daemon());
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
@@ -888,6 +926,22 @@ fn report_failure(report: &str) {
 /// for an interpreter that cannot flush its standard output at exit. No report is
 /// printed for it: the output the report would explain is shared with the parent,
 /// whose own writes fail the same way, and which can say it once.
+///
+/// ```
+/// use common::process::{OUTPUT_FAILED, Process};
+///
+/// // A child whose standard output is a full device:
+/// let mut p = Process::new(|| {
+///     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+///     use std::os::fd::AsRawFd;
+///     // SAFETY: dup2 on two open descriptors.
+///     unsafe { libc::dup2(full.as_raw_fd(), 1) };
+///     println!("this cannot be written");
+/// });
+/// p.start()?;
+/// assert_eq!(p.join()?, OUTPUT_FAILED);
+/// # Ok::<(), common::process::ProcessError>(())
+/// ```
 pub const OUTPUT_FAILED: i32 = 120;
 
 /// Whether a panic's payload is `println!`'s "failed printing to stdout".

@@ -51,6 +51,15 @@ use crate::sync::{LockError, LockGuard, RLock};
 use crate::sys;
 
 /// What can go wrong with shared memory.
+///
+/// ```
+/// use common::shm::{SharedArray, ShmError};
+///
+/// assert!(matches!(SharedArray::<u8>::new(0), Err(ShmError::Empty)));
+/// let a = SharedArray::<u8>::new(2)?;
+/// assert!(matches!(a.set(5, 1), Err(ShmError::OutOfRange { index: 5, len: 2 })));
+/// # Ok::<(), ShmError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShmError {
@@ -166,6 +175,21 @@ unsafe impl Sync for Segment {}
 /// # Safety
 /// Implement it only for `Copy` types with no padding, no pointers or references, and
 /// for which any bit pattern, all zeros included, is a valid value.
+///
+/// ```
+/// /// A point that may live in shared memory: two `f64`s, no padding, any bits valid.
+/// #[derive(Clone, Copy, Debug, PartialEq)]
+/// #[repr(C)]
+/// struct Point { x: f64, y: f64 }
+///
+/// // SAFETY: `#[repr(C)]` of two f64: no padding, no pointers, every bit pattern valid.
+/// unsafe impl common::shm::Plain for Point {}
+///
+/// let points = common::shm::LockedArray::<Point>::new(1)?;
+/// points.lock()?.set(0, Point { x: 1.0, y: 2.0 })?;
+/// assert_eq!(points.lock()?.get(0), Some(Point { x: 1.0, y: 2.0 }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub unsafe trait Plain: Copy + 'static {}
 
 macro_rules! plain {
@@ -233,6 +257,19 @@ unsafe fn store<T: Plain>(at: *mut T, value: T) {
 ///
 /// Cloning gives another handle to the same memory: clone it into a child's closure,
 /// keep the original in the parent.
+///
+/// ```
+/// use common::process::Process;
+/// use common::shm::SharedArray;
+///
+/// let shared = SharedArray::<f64>::new(3)?;
+/// let childs = shared.clone();
+/// let mut p = Process::new(move || childs.copy_from(0, &[1.0, 2.0, 3.0]));
+/// p.start()?;
+/// p.join()?;
+/// assert_eq!(shared.to_vec(), [1.0, 2.0, 3.0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct SharedArray<T: Plain> {
     segment: Rc<Segment>,
@@ -246,6 +283,12 @@ impl<T: Plain> SharedArray<T> {
     /// # Errors
     /// [`ShmError::Empty`] for `len == 0`, [`ShmError::TooLarge`], or
     /// [`ShmError::Create`] when the system refuses the segment.
+    ///
+    /// ```
+    /// let a = common::shm::SharedArray::<i64>::new(4)?;
+    /// assert_eq!(a.to_vec(), [0; 4]);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn new(len: usize) -> Result<Self, ShmError> {
         if len == 0 {
             return Err(ShmError::Empty);
@@ -292,6 +335,11 @@ impl<T: Plain> SharedArray<T> {
     }
 
     /// Always `false`: a shared array has at least one element.
+    ///
+    /// ```
+    /// assert!(!common::shm::SharedArray::<u8>::new(1)?.is_empty());
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -299,11 +347,18 @@ impl<T: Plain> SharedArray<T> {
     /// The address of the first element, for code that places structures of its own in
     /// shared memory (as the tests do with `raw_sync`'s mutex). Valid while this
     /// handle, or a clone of it, lives.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let counters = common::shm::SharedArray::<u64>::new(1)?;
+    /// // SAFETY: element 0 is an aligned u64 in a live mapping; every access to it is atomic.
+    /// let counter = unsafe { AtomicU64::from_ptr(counters.as_ptr()) };
+    /// counter.fetch_add(2, Ordering::SeqCst);
+    /// assert_eq!(counters.get(0), Some(2));
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn as_ptr(&self) -> *mut T {
-        self.base()
-    }
-
-    fn base(&self) -> *mut T {
         self.segment.as_ptr().cast::<T>()
     }
 
@@ -328,7 +383,7 @@ impl<T: Plain> SharedArray<T> {
     pub fn get(&self, index: usize) -> Option<T> {
         self.check(index).ok()?;
         // SAFETY: `index < len`: the element lies in the mapping (see `load`).
-        Some(unsafe { load(self.base().add(index)) })
+        Some(unsafe { load(self.as_ptr().add(index)) })
     }
 
     /// Writes `value` at `index`.
@@ -346,7 +401,7 @@ impl<T: Plain> SharedArray<T> {
     pub fn set(&self, index: usize, value: T) -> Result<(), ShmError> {
         self.check(index)?;
         // SAFETY: `index < len`: the element lies in the mapping (see `store`).
-        unsafe { store(self.base().add(index), value) };
+        unsafe { store(self.as_ptr().add(index), value) };
         Ok(())
     }
 
@@ -371,16 +426,22 @@ impl<T: Plain> SharedArray<T> {
         }
         for (offset, value) in values.iter().enumerate() {
             // SAFETY: `start + offset < end <= len`; see `set`.
-            unsafe { store(self.base().add(start + offset), *value) };
+            unsafe { store(self.as_ptr().add(start + offset), *value) };
         }
         Ok(())
     }
 
     /// A copy of every element.
+    ///
+    /// ```
+    /// let a = common::shm::SharedArray::from_slice(&[3u16, 4])?;
+    /// assert_eq!(a.to_vec(), [3, 4]);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn to_vec(&self) -> Vec<T> {
         (0..self.len)
             // SAFETY: `i < len`; see `get`.
-            .map(|i| unsafe { load(self.base().add(i)) })
+            .map(|i| unsafe { load(self.as_ptr().add(i)) })
             .collect()
     }
 }
@@ -426,6 +487,12 @@ impl<T: Plain> SharedValue<T> {
     ///
     /// # Errors
     /// [`ShmError::Create`] when the system refuses the segment.
+    ///
+    /// ```
+    /// let v = common::shm::SharedValue::new(-1i32)?;
+    /// assert_eq!(v.get(), -1);
+    /// # Ok::<(), common::shm::ShmError>(())
+    /// ```
     pub fn new(value: T) -> Result<Self, ShmError> {
         Ok(SharedValue {
             array: SharedArray::from_slice(&[value])?,
@@ -440,7 +507,7 @@ impl<T: Plain> SharedValue<T> {
     /// ```
     pub fn get(&self) -> T {
         // SAFETY: a shared value is an array of one element; see `SharedArray::get`.
-        unsafe { load(self.array.base()) }
+        unsafe { load(self.array.as_ptr()) }
     }
 
     /// Replaces the value.
@@ -453,7 +520,7 @@ impl<T: Plain> SharedValue<T> {
     /// ```
     pub fn set(&self, value: T) {
         // SAFETY: as in `get`.
-        unsafe { store(self.array.base(), value) }
+        unsafe { store(self.array.as_ptr(), value) }
     }
 }
 
@@ -494,6 +561,14 @@ pub struct LockedArray<T: Plain> {
 }
 
 /// The array of a [`LockedArray`], its lock held until this is dropped.
+///
+/// ```
+/// let a = common::shm::LockedArray::<u32>::new(2)?;
+/// let slice = a.lock()?; // held until `slice` is dropped
+/// slice.set(0, slice.get(0).unwrap_or(0) + 1)?;
+/// assert_eq!(slice.to_vec(), [1, 0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct LockedSlice<'a, T: Plain> {
     array: &'a SharedArray<T>,

@@ -53,6 +53,16 @@ use worker::Task;
 
 /// What can go wrong with a [`Pool`] call. Every failure is one of these: a call never
 /// hangs on a dead worker and never loses a result silently.
+///
+/// ```
+/// use common::pool::{Pool, PoolError};
+///
+/// let pool = Pool::new(1)?;
+/// pool.close();
+/// let refused = pool.map(common::workload::square, [1]);
+/// assert!(matches!(refused, Err(PoolError::Closed)));
+/// # Ok::<(), PoolError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
@@ -150,6 +160,14 @@ fn describe_death(exitcode: i32) -> String {
 
 impl PoolError {
     /// For a `WorkerDied`, the signal that killed the worker, if a signal did.
+    ///
+    /// ```
+    /// use common::pool::PoolError;
+    /// use common::process::Signal;
+    ///
+    /// let died = PoolError::WorkerDied { pid: 42, exitcode: -9, index: 3 };
+    /// assert_eq!(died.signal(), Some(Signal::SIGKILL));
+    /// ```
     pub fn signal(&self) -> Option<crate::process::Signal> {
         match self {
             PoolError::WorkerDied { exitcode, .. } if *exitcode < 0 => {
@@ -163,6 +181,17 @@ impl PoolError {
 /// What a pool task takes and returns: a type that `serde` can send between
 /// processes (`i64`, `String`, `Vec<f64>`, tuples, your `#[derive(Serialize,
 /// Deserialize)]` structs). Implemented for every such type.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Point { x: f64, y: f64 }
+///
+/// fn norm(p: Point) -> f64 { (p.x * p.x + p.y * p.y).sqrt() }
+///
+/// let pool = common::pool::Pool::new(1)?;
+/// assert_eq!(pool.map(norm, [Point { x: 3.0, y: 4.0 }])?, [5.0]);
+/// # Ok::<(), common::pool::PoolError>(())
+/// ```
 pub trait Data: Serialize + DeserializeOwned + 'static {}
 
 impl<T: Serialize + DeserializeOwned + 'static> Data for T {}
@@ -302,6 +331,14 @@ impl PoolBuilder {
 ///
 /// Dropping the pool terminates and reaps its workers (Python's `with Pool() as p:`).
 /// Workers are daemonic: they die with the parent even when it is killed with SIGKILL.
+///
+/// ```
+/// let pool = common::pool::Pool::new(2)?;
+/// let squares = pool.map(common::workload::square, 0..4)?;
+/// assert_eq!(squares, [0, 1, 4, 9]);
+/// drop(pool); // terminates and reaps the workers
+/// # Ok::<(), common::pool::PoolError>(())
+/// ```
 pub struct Pool {
     dispatcher: RefCell<Dispatcher>,
 }
@@ -1174,6 +1211,14 @@ impl<R> Drop for AsyncResult<'_, R> {
 
 /// The results of [`Pool::imap`] or [`Pool::imap_unordered`], as an iterator. It
 /// borrows its pool; dropping it drops the results still to come.
+///
+/// ```
+/// let pool = common::pool::Pool::new(2)?;
+/// let mut results = pool.imap(common::workload::square, 0..3)?;
+/// assert_eq!(results.next().transpose()?, Some(0));
+/// assert_eq!(results.collect::<Result<Vec<_>, _>>()?, [1, 4]);
+/// # Ok::<(), common::pool::PoolError>(())
+/// ```
 pub struct Imap<'pool, R> {
     pool: &'pool Pool,
     call: u64,

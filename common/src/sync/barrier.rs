@@ -63,6 +63,17 @@ const SPIN_WITH_SPARE_CORES: u32 = 20_000;
 const SPIN_OVERSUBSCRIBED: u32 = 50;
 
 /// Why a barrier is broken: what Python folds into one `BrokenBarrierError`.
+///
+/// ```
+/// use common::sync::{Barrier, BarrierError, BrokenReason};
+///
+/// let barrier = Barrier::new(2)?;
+/// barrier.abort();
+/// let Err(BarrierError::Broken { reason }) = barrier.wait() else { panic!() };
+/// assert_eq!(reason, BrokenReason::Aborted);
+/// assert_eq!(reason.to_string(), "abort() was called");
+/// # Ok::<(), BarrierError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BrokenReason {
@@ -106,6 +117,16 @@ impl fmt::Display for BrokenReason {
 }
 
 /// What can go wrong with a [`Barrier`].
+///
+/// ```
+/// use std::time::Duration;
+/// use common::sync::{Barrier, BarrierError};
+///
+/// let barrier = Barrier::new(2)?;
+/// assert!(matches!(barrier.wait_timeout(Duration::from_millis(5)), Err(BarrierError::Timeout)));
+/// assert!(matches!(barrier.wait(), Err(BarrierError::Broken { .. })));
+/// # Ok::<(), BarrierError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierError {

@@ -35,6 +35,15 @@ struct Shared {
 }
 
 /// What can go wrong with a [`Lock`] or an [`RLock`](super::RLock).
+///
+/// ```
+/// use common::sync::{Lock, LockError};
+///
+/// let lock = Lock::new()?;
+/// let _guard = lock.acquire()?;
+/// assert!(matches!(lock.acquire(), Err(LockError::AlreadyHeld)));
+/// # Ok::<(), LockError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
@@ -75,6 +84,26 @@ pub enum LockError {
      the data it protects",
     .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 )]
+///
+/// ```
+/// use common::process::Process;
+/// use common::sync::{Lock, LockError};
+///
+/// let lock = Lock::new()?;
+/// let childs = lock.clone();
+/// let mut p = Process::new(move || std::mem::forget(childs.acquire().expect("free")));
+/// p.start()?;
+/// p.join()?;
+/// match lock.acquire() {
+///     Err(LockError::OwnerDied(died)) => {
+///         assert_eq!(died.pid(), p.pid());
+///         assert_eq!(lock.holder(), Some(std::process::id()), "the one told holds it");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(lock.try_acquire()?.is_some(), "released with the error");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct OwnerDied {
     pid: Option<u32>,
     guard: LockGuard,
@@ -179,6 +208,14 @@ pub struct Lock {
 
 /// Holds a [`Lock`] (or an [`RLock`](super::RLock)) until dropped. It keeps the lock's
 /// memory mapped, so it may outlive the `Lock` it came from.
+///
+/// ```
+/// let lock = common::sync::Lock::new()?;
+/// let guard = lock.acquire()?;
+/// drop(lock); // the guard keeps the lock's memory
+/// drop(guard);
+/// # Ok::<(), common::sync::LockError>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     lock: Lock,

@@ -21,6 +21,24 @@
 //! process-shared pthread mutex set up here, with monotonic deadlines; the Barrier
 //! counts arrivals with one atomic word, spins briefly, then sleeps on a futex with a
 //! relative timeout.
+//!
+//! ```
+//! use common::process::Process;
+//! use common::sync::{Barrier, Lock};
+//!
+//! let (barrier, lock) = (Barrier::new(2)?, Lock::new()?);
+//! let (childs_barrier, childs_lock) = (barrier.clone(), lock.clone());
+//! let mut p = Process::new(move || -> Result<(), Box<dyn std::error::Error>> {
+//!     childs_barrier.wait()?;
+//!     let _guard = childs_lock.acquire()?;
+//!     Ok(())
+//! });
+//! p.start()?;
+//! barrier.wait()?;
+//! drop(lock.acquire()?);
+//! assert_eq!(p.join()?, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod barrier;
 mod lock;
