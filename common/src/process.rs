@@ -394,11 +394,6 @@ impl Process {
     /// [`ProcessError::Os`] when `fork()` fails.
     pub fn start(&mut self) -> Result<(), ProcessError> {
         self.check_owner()?;
-        if self.target.is_none() {
-            return Err(ProcessError::AlreadyStarted {
-                name: self.name.clone(),
-            });
-        }
         let os_name = match CString::new(self.name.as_bytes()) {
             Ok(_) => sys::os_name(&self.name),
             Err(_) => {
@@ -413,11 +408,12 @@ impl Process {
         ensure_single_threaded()?;
         reap_finished_children();
         register_exit_hook();
-        let Some(target) = self.target.take() else {
-            return Err(ProcessError::AlreadyStarted {
+        let target = self
+            .target
+            .take()
+            .ok_or_else(|| ProcessError::AlreadyStarted {
                 name: self.name.clone(),
-            });
-        };
+            })?;
         sys::flush_std();
 
         // SAFETY: the process is single-threaded (checked just above), so no other

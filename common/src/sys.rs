@@ -156,11 +156,17 @@ pub(crate) fn grow_pipe(fd: &OwnedFd, size: libc::c_int) {
     let _ = (fd, size);
 }
 
-/// Makes reads and writes on `fd` return `WouldBlock` instead of waiting.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+/// Makes reads and writes on `fd` wait (`true`) or return `WouldBlock` instead
+/// (`false`).
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>, blocking: bool) -> std::io::Result<()> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
-    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    let flags =
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?);
+    let flags = if blocking {
+        flags - OFlag::O_NONBLOCK
+    } else {
+        flags | OFlag::O_NONBLOCK
+    };
     fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
     Ok(())
 }
@@ -176,15 +182,6 @@ pub(crate) fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
     }
-}
-
-/// Makes reads and writes on `fd` wait again (undoes [`set_nonblocking`]).
-pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
-    let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
-    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
-    Ok(())
 }
 
 /// Holds back every signal that can be held back (all but SIGKILL and SIGSTOP) until
