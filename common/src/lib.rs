@@ -20,7 +20,7 @@
 //! let childs = results.clone();
 //! let mut p = Process::new(move || childs.set(0, 7)).with_name("writer");
 //! p.start()?;
-//! p.join()?;
+//! p.join_timeout(std::time::Duration::from_secs(20))?;
 //! let pool = Pool::new(2)?;
 //! results.set(1, pool.apply(common::workload::square, 5)?)?;
 //! assert_eq!(results.to_vec(), [7, 25]);

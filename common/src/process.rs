@@ -23,7 +23,7 @@
 //!
 //! let mut p = Process::new(|| println!("hello from the child")).with_name("greeter");
 //! p.start()?;
-//! p.join()?;
+//! p.join_timeout(std::time::Duration::from_secs(20))?;
 //! assert_eq!(p.exitcode(), Some(0));
 //! # Ok::<(), common::process::ProcessError>(())
 //! ```
@@ -224,7 +224,7 @@ impl ProcessError {
 ///
 /// let mut fails = Process::new(|| -> Result<(), String> { Err("no input".into()) });
 /// fails.start()?;
-/// assert_eq!(fails.join()?, 1, "an Err is a failure, as an exception is");
+/// assert_eq!(fails.join_timeout(std::time::Duration::from_secs(20))?, Some(1), "an Err is a failure, as an exception is");
 /// # Ok::<(), common::process::ProcessError>(())
 /// ```
 pub trait TargetResult {
@@ -261,7 +261,7 @@ type Target = Box<dyn FnOnce() -> Result<(), String>>;
 /// p.start()?;
 /// assert!(p.is_alive());
 /// p.terminate()?;
-/// p.join()?;
+/// p.join_timeout(std::time::Duration::from_secs(20))?;
 /// assert_eq!(p.exitcode(), Some(-15));
 /// assert!(p.to_string().ends_with("stopped exitcode=-SIGTERM>"));
 /// # Ok::<(), common::process::ProcessError>(())
@@ -367,7 +367,7 @@ impl Process {
     /// assert_eq!(p.pid(), None);
     /// p.start()?;
     /// assert!(p.pid().is_some_and(|pid| pid != std::process::id()));
-    /// p.join()?;
+    /// p.join_timeout(std::time::Duration::from_secs(20))?;
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
     pub fn pid(&self) -> Option<u32> {
@@ -382,7 +382,7 @@ impl Process {
     /// let mut p = common::process::Process::new(|| ());
     /// p.start()?;
     /// assert!(p.start().is_err(), "a process starts once");
-    /// p.join()?;
+    /// p.join_timeout(std::time::Duration::from_secs(20))?;
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
     ///
@@ -454,7 +454,7 @@ impl Process {
     /// ```
     /// let mut p = common::process::Process::new(|| Err::<(), _>("no luck"));
     /// p.start()?;
-    /// assert_eq!(p.join()?, 1, "an Err fails the process, as an exception does");
+    /// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(1), "an Err fails the process, as an exception does");
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
     ///
@@ -493,7 +493,7 @@ impl Process {
     /// let mut p = common::process::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(9)));
     /// p.start()?;
     /// p.terminate()?;
-    /// assert_eq!(p.join()?, -15);
+    /// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(-15));
     /// p.terminate()?; // a no-op now
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
@@ -510,7 +510,7 @@ impl Process {
     /// let mut p = common::process::Process::new(|| std::thread::sleep(std::time::Duration::from_secs(9)));
     /// p.start()?;
     /// p.kill()?;
-    /// assert_eq!(p.join()?, -9);
+    /// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(-9));
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
     ///
@@ -529,7 +529,7 @@ impl Process {
     /// let mut p = Process::new(|| std::thread::sleep(std::time::Duration::from_secs(9)));
     /// p.start()?;
     /// p.signal(Signal::SIGUSR1)?;
-    /// assert_eq!(p.join()?, -10);
+    /// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(-10));
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
     ///
@@ -546,7 +546,7 @@ impl Process {
     /// let mut p = common::process::Process::new(|| ());
     /// assert!(!p.is_alive(), "not started yet");
     /// p.start()?;
-    /// p.join()?;
+    /// p.join_timeout(std::time::Duration::from_secs(20))?;
     /// assert!(!p.is_alive());
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
@@ -564,7 +564,7 @@ impl Process {
     /// let mut p = common::process::Process::new(|| ());
     /// assert_eq!(p.exitcode(), None);
     /// p.start()?;
-    /// p.join()?;
+    /// p.join_timeout(std::time::Duration::from_secs(20))?;
     /// assert_eq!(p.exitcode(), Some(0));
     /// # Ok::<(), common::process::ProcessError>(())
     /// ```
@@ -646,7 +646,7 @@ pub fn exitcode_name(code: i32) -> String {
 /// let mut p = Process::new(|| assert_eq!(current_process().name(), "worker"))
 ///     .with_name("worker");
 /// p.start()?;
-/// assert_eq!(p.join()?, 0);
+/// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(0));
 /// # Ok::<(), common::process::ProcessError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -724,7 +724,7 @@ pub fn active_children() -> Vec<u32> {
 ///
 /// let mut p = Process::new(|| kill_current(Signal::SIGKILL));
 /// p.start()?;
-/// assert_eq!(p.join()?, -9);
+/// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(-9));
 /// # Ok::<(), common::process::ProcessError>(())
 /// ```
 ///
@@ -935,7 +935,7 @@ fn report_failure(report: &str) {
 ///     println!("this cannot be written");
 /// });
 /// p.start()?;
-/// assert_eq!(p.join()?, OUTPUT_FAILED);
+/// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(OUTPUT_FAILED));
 /// # Ok::<(), common::process::ProcessError>(())
 /// ```
 pub const OUTPUT_FAILED: i32 = 120;

@@ -34,7 +34,7 @@
 //!     }
 //! });
 //! p.start()?;
-//! p.join()?;
+//! p.join_timeout(std::time::Duration::from_secs(20))?;
 //! assert_eq!(squares.to_vec(), [0, 1, 4, 9]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -266,7 +266,7 @@ unsafe fn store<T: Plain>(at: *mut T, value: T) {
 /// let childs = shared.clone();
 /// let mut p = Process::new(move || childs.copy_from(0, &[1.0, 2.0, 3.0]));
 /// p.start()?;
-/// p.join()?;
+/// p.join_timeout(std::time::Duration::from_secs(20))?;
 /// assert_eq!(shared.to_vec(), [1.0, 2.0, 3.0]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -467,7 +467,7 @@ impl<T: Plain> std::fmt::Debug for SharedArray<T> {
 /// let childs = answer.clone();
 /// let mut p = Process::new(move || childs.set(42));
 /// p.start()?;
-/// p.join()?;
+/// p.join_timeout(std::time::Duration::from_secs(20))?;
 /// assert_eq!(answer.get(), 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -222,7 +222,7 @@ struct Header {
 /// p.start()?;
 /// let index = barrier.wait()?; // returns once the child has arrived too
 /// assert!(index < 2);
-/// p.join()?;
+/// p.join_timeout(std::time::Duration::from_secs(20))?;
 /// assert_eq!(p.exitcode(), Some(0));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -298,7 +298,7 @@ impl Barrier {
     /// p.start()?;
     /// barrier.wait()?;
     /// assert_eq!(rounds.get(), 1, "the action ran once, before the release");
-    /// p.join()?;
+    /// p.join_timeout(std::time::Duration::from_secs(20))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
@@ -399,9 +399,12 @@ impl Barrier {
     /// let childs = barrier.clone();
     /// let mut p = Process::new(move || childs.wait().map(|_| ()));
     /// p.start()?;
-    /// while barrier.n_waiting() < 1 {} // the child has arrived
+    /// let started = std::time::Instant::now();
+    /// while barrier.n_waiting() < 1 { // the child has arrived
+    ///     assert!(started.elapsed().as_secs() < 20, "waited too long");
+    /// }
     /// barrier.wait()?;
-    /// p.join()?;
+    /// p.join_timeout(std::time::Duration::from_secs(20))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn n_waiting(&self) -> usize {
@@ -484,7 +487,10 @@ impl Barrier {
     ///     other => Err(format!("expected Broken, got {other:?}")),
     /// });
     /// p.start()?;
-    /// while barrier.n_waiting() < 1 {}
+    /// let started = std::time::Instant::now();
+    /// while barrier.n_waiting() < 1 {
+    ///     assert!(started.elapsed().as_secs() < 20, "waited too long");
+    /// }
     /// barrier.abort();
     /// assert_eq!(p.join_timeout(std::time::Duration::from_secs(10))?, Some(0));
     /// # Ok::<(), Box<dyn std::error::Error>>(())

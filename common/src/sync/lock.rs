@@ -93,7 +93,7 @@ pub enum LockError {
 /// let childs = lock.clone();
 /// let mut p = Process::new(move || std::mem::forget(childs.acquire().expect("free")));
 /// p.start()?;
-/// p.join()?;
+/// p.join_timeout(std::time::Duration::from_secs(20))?;
 /// match lock.acquire() {
 ///     Err(LockError::OwnerDied(died)) => {
 ///         assert_eq!(died.pid(), p.pid());
@@ -149,7 +149,7 @@ impl OwnerDied {
     ///     std::mem::forget(guard); // ...and gone, holding the lock
     /// });
     /// p.start()?;
-    /// p.join()?;
+    /// p.join_timeout(std::time::Duration::from_secs(20))?;
     /// let _guard = match lock.acquire() {
     ///     Ok(guard) => guard,
     ///     Err(LockError::OwnerDied(died)) => {
@@ -344,9 +344,12 @@ impl Lock {
     ///     Ok(())
     /// });
     /// holder.start()?;
-    /// while lock.try_acquire()?.is_some() {} // until the child holds it
+    /// let started = std::time::Instant::now();
+    /// while lock.try_acquire()?.is_some() { // until the child holds it
+    ///     assert!(started.elapsed().as_secs() < 20, "waited too long");
+    /// }
     /// holder.kill()?;
-    /// holder.join()?;
+    /// holder.join_timeout(std::time::Duration::from_secs(20))?;
     /// // The holder died holding it: the next acquire says so, and holds it.
     /// let Err(LockError::OwnerDied(died)) = lock.acquire() else { panic!("not told") };
     /// drop(died);

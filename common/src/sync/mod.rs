@@ -36,7 +36,7 @@
 //! p.start()?;
 //! barrier.wait()?;
 //! drop(lock.acquire()?);
-//! assert_eq!(p.join()?, 0);
+//! assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

@@ -23,7 +23,7 @@ use super::lock::{Lock, LockError, LockGuard};
 /// let childs = rlock.clone();
 /// let mut p = Process::new(move || childs.try_acquire().map(|g| assert!(g.is_none())));
 /// p.start()?;
-/// assert_eq!(p.join()?, 0, "still held by the outer guard");
+/// assert_eq!(p.join_timeout(std::time::Duration::from_secs(20))?, Some(0), "still held by the outer guard");
 /// drop(outer);
 /// assert!(rlock.try_acquire()?.is_some());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
