@@ -63,3 +63,24 @@ fn a_closed_output_ends_it_quietly_and_a_full_one_with_one_line() {
     assert_quiet_when_output_closes(BIN, &[]);
     assert_one_line_on_a_full_device(BIN, &[]);
 }
+
+#[test]
+fn a_full_dev_shm_is_one_error_line_not_a_sigbus() {
+    // A mount namespace whose /dev/shm holds 64 KiB; the demo's arrays need 1.6 MB.
+    // Before the memory was reserved at creation, the demo died of SIGBUS (-7).
+    let done = run(
+        Command::new("unshare").args([
+            "--mount",
+            "sh",
+            "-c",
+            &format!("mount -t tmpfs -o size=64k tmpfs /dev/shm && exec {BIN} --count 100000"),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(done.code(), 1, "{}", done.stderr);
+    assert_eq!(
+        done.stderr,
+        "Error: cannot create shared memory: No space left on device (os error 28) \
+         (/dev/shm is full: `df -h /dev/shm` shows it)\n"
+    );
+}
