@@ -5,7 +5,12 @@
 //! modes.
 //!
 //! Try: `cargo build --release --workspace && cargo run --release -p compare --
-//! killing_processes --delay-ms 1500`.
+//! killing_processes -- --delay-ms 1500` (the first `--` ends cargo's options, the
+//! second `compare`'s).
+//!
+//! Exit code: 0 when both versions printed the same lines, 1 when they differ (or a
+//! version cannot run), 2 for bad input. It refuses to run a demo binary older than
+//! its sources, and says what to build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,6 +86,45 @@ fn differences(left: &str, right: &str) -> (Vec<String>, Vec<String>) {
     )
 }
 
+/// The lines of a run that depend on a race either side can win, taken out of the
+/// comparison, and what the run showed of that race; `None` for demos without one.
+///
+/// - `killing_processes`: the child prints its lines (`Starting function`, `--> N`)
+///   only as far as it gets before `terminate()` lands, which Python's slower start
+///   makes less far.
+/// - `background_processes` (daemonic, the default): the daemon prints from none to all
+///   of its lines before the exit hook terminates it.
+fn race(demo: &str, options: &[String], output: &str) -> (String, Option<String>) {
+    let lines: Vec<&str> = output.lines().collect();
+    match demo {
+        "killing_processes" => {
+            let child_line = |l: &str| {
+                l == "Starting function" || l == "Finished function" || l.starts_with("--> ")
+            };
+            let printed = lines.iter().filter(|l| child_line(l)).count();
+            let kept: Vec<&str> = lines.into_iter().filter(|l| !child_line(l)).collect();
+            let outcome = format!("the child printed {printed} lines before terminate() landed");
+            (kept.join("\n"), Some(outcome))
+        }
+        "background_processes" if !options.iter().any(|o| o == "--no-daemons") => {
+            // The non-daemon prints `---> 5` to `---> 9`; the daemon `---> 0` to `---> 4`
+            // with its own Starting and Exiting lines.
+            let daemon_line = |l: &str| {
+                l.ends_with(" background_process") && !l.contains("NO_")
+                    || l.strip_prefix("---> ")
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .is_some_and(|n| n < 5)
+            };
+            let printed = lines.iter().filter(|l| daemon_line(l)).count();
+            let kept: Vec<&str> = lines.into_iter().filter(|l| !daemon_line(l)).collect();
+            let outcome =
+                format!("the daemon printed {printed} of its lines before it was terminated");
+            (kept.join("\n"), Some(outcome))
+        }
+        _ => (output.to_string(), None),
+    }
+}
+
 /// Two texts in two columns of `width` characters.
 fn side_by_side(left: &str, right: &str, width: usize) -> String {
     let cut = |line: &str| -> String {
@@ -113,18 +157,54 @@ fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../python")
 }
 
-/// A demo's Rust binary, built next to this one.
+/// A demo's Rust binary, built next to this one, and no older than its sources.
 fn rust_binary(demo: &str) -> anyhow::Result<PathBuf> {
     let here = std::env::current_exe().context("cannot find this program's folder")?;
     let binary = here.with_file_name(demo);
-    if binary.exists() {
-        Ok(binary)
+    let release = if here.components().any(|c| c.as_os_str() == "release") {
+        " --release"
     } else {
-        Err(anyhow!(
-            "{demo} is not built next to compare; run `cargo build --workspace` (with the \
-             same --release or not) first"
-        ))
+        ""
+    };
+    if !binary.exists() {
+        return Err(anyhow!(
+            "{demo} is not built next to compare; run `cargo build{release} --workspace` first"
+        ));
     }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sources = [demo, "common", "demo_kit"].map(|krate| workspace.join(krate).join("src"));
+    if let Some(newer) = newer_source(&binary, &sources) {
+        return Err(anyhow!(
+            "{demo} is older than {}; run `cargo build{release} -p {demo}` first",
+            newer.display()
+        ));
+    }
+    Ok(binary)
+}
+
+/// A source file under `folders` modified after `binary` was built, if there is one.
+fn newer_source(binary: &Path, folders: &[PathBuf]) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let mut pending: Vec<PathBuf> = folders.to_vec();
+    while let Some(path) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|m| m > built)
+            {
+                return Some(path);
+            }
+        }
+    }
+    None
 }
 
 /// What a command printed: stdout and stderr together, in that order.
@@ -172,14 +252,22 @@ fn main() -> Result<(), demo_kit::cli::Report> {
             .args(&args.options),
     )?;
     print!("{}", side_by_side(&rust, &python, args.width as usize));
-    let (only_rust, only_python) = differences(&rust, &python);
+    let (rust_kept, rust_race) = race(&args.demo, &args.options, &rust);
+    let (python_kept, python_race) = race(&args.demo, &args.options, &python);
+    let (only_rust, only_python) = differences(&rust_kept, &python_kept);
+    if let (Some(rust_race), Some(python_race)) = (rust_race, python_race) {
+        println!("\nA race either side can win (not a difference):");
+        println!("  Rust:   {rust_race}");
+        println!("  Python: {python_race}");
+    }
     if only_rust.is_empty() && only_python.is_empty() {
         println!("\nSame lines in both, numbers and order aside.");
+        Ok(())
     } else {
         println!("\nLines only Rust printed (numbers as #): {only_rust:?}");
         println!("Lines only Python printed (numbers as #): {only_python:?}");
+        std::process::exit(1);
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -206,6 +294,94 @@ mod tests {
             ["x #"],
             "repeats count"
         );
+    }
+
+    /// Recorded outputs of `background_processes`: the daemon cut short after none of
+    /// its lines (Rust) and after one (Python).
+    const BACKGROUND_RUST: &str = "Starting NO_background_process\n---> 5\n---> 6\n---> 7\n\
+                                   ---> 8\n---> 9\nExiting NO_background_process\n";
+    const BACKGROUND_PYTHON: &str = "Starting background_process\nStarting \
+                                     NO_background_process\n---> 5\n---> 6\n---> 7\n\
+                                     ---> 8\n---> 9\nExiting NO_background_process\n";
+
+    fn agree(demo: &str, options: &[String], rust: &str, python: &str) -> bool {
+        let (rust, _) = race(demo, options, rust);
+        let (python, _) = race(demo, options, python);
+        differences(&rust, &python) == (vec![], vec![])
+    }
+
+    #[test]
+    fn each_outcome_of_a_race_is_accepted() {
+        assert!(agree(
+            "background_processes",
+            &[],
+            BACKGROUND_RUST,
+            BACKGROUND_PYTHON
+        ));
+        let all = "Starting background_process\n---> 0\n---> 1\n---> 2\n---> 3\n---> 4\n";
+        assert!(agree(
+            "background_processes",
+            &[],
+            BACKGROUND_RUST,
+            &format!("{all}{BACKGROUND_RUST}")
+        ));
+        let (_, outcome) = race("background_processes", &[], BACKGROUND_PYTHON);
+        assert_eq!(
+            outcome.as_deref(),
+            Some("the daemon printed 1 of its lines before it was terminated")
+        );
+        let killed = "Process running: <...> True\nProcess exit code: -15\n";
+        let started = format!("Starting function\n--> 0\n{killed}");
+        assert!(agree("killing_processes", &[], killed, &started));
+        let (_, outcome) = race("killing_processes", &[], &started);
+        assert_eq!(
+            outcome.as_deref(),
+            Some("the child printed 2 lines before terminate() landed")
+        );
+    }
+
+    #[test]
+    fn a_real_difference_is_still_one() {
+        let missing_exit = BACKGROUND_PYTHON.replace("Exiting NO_background_process\n", "");
+        assert!(!agree(
+            "background_processes",
+            &[],
+            BACKGROUND_RUST,
+            &missing_exit
+        ));
+        // With --no-daemons nothing is a race: every line must be there.
+        let no_daemons = ["--no-daemons".to_string()];
+        assert!(!agree(
+            "background_processes",
+            &no_daemons,
+            BACKGROUND_RUST,
+            BACKGROUND_PYTHON
+        ));
+        assert!(!agree(
+            "killing_processes",
+            &[],
+            "Process exit code: -15\n",
+            "Process exit code: 1\n"
+        ));
+    }
+
+    #[test]
+    fn a_source_newer_than_the_binary_is_found() {
+        let folder = std::env::temp_dir().join(format!("compare-test-{}", std::process::id()));
+        let src = folder.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let binary = folder.join("demo");
+        std::fs::write(src.join("main.rs"), "fn main() {}").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&binary, "").unwrap();
+        assert_eq!(newer_source(&binary, std::slice::from_ref(&src)), None);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(src.join("lib.rs"), "// edited").unwrap();
+        assert_eq!(
+            newer_source(&binary, &[src.clone()]),
+            Some(src.join("lib.rs"))
+        );
+        std::fs::remove_dir_all(&folder).unwrap();
     }
 
     #[test]

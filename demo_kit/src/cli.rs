@@ -89,16 +89,33 @@ pub fn parse<T: Parser>() -> T {
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
             _ => {
-                let rendered = error.render().to_string();
-                let first = rendered
-                    .lines()
-                    .next()
-                    .unwrap_or("error: invalid arguments");
-                eprintln!("{first} (try --help)");
+                eprintln!("{} (try --help)", one_line(&error.render().to_string()));
                 std::process::exit(2);
             }
         },
     }
+}
+
+/// A clap error in one line: its lines up to the usage text, blank lines dropped, so
+/// that the valid values and clap's "a similar argument exists" stay.
+fn one_line(rendered: &str) -> String {
+    let kept: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty())
+        .collect();
+    let mut line = String::new();
+    for part in kept {
+        if !line.is_empty() {
+            line.push_str(if part.starts_with("tip:") { "; " } else { " " });
+        }
+        line.push_str(part);
+    }
+    if line.is_empty() {
+        line.push_str("error: invalid arguments");
+    }
+    line
 }
 
 /// Reports a mistake in the options that `clap` cannot see (one option's value against
@@ -135,6 +152,23 @@ impl std::fmt::Debug for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clap_error_keeps_its_useful_lines_in_one() {
+        let rendered = "error: unexpected argument '--cont' found\n\n  tip: a similar argument \
+                        exists: '--count'\n\nUsage: demo [OPTIONS]\n\nFor more information, \
+                        try '--help'.\n";
+        assert_eq!(
+            one_line(rendered),
+            "error: unexpected argument '--cont' found; tip: a similar argument exists: '--count'"
+        );
+        let missing = "error: the following required arguments were not provided:\n  <DEMO>\n\n\
+                       Usage: compare <DEMO>\n";
+        assert_eq!(
+            one_line(missing),
+            "error: the following required arguments were not provided: <DEMO>"
+        );
+    }
 
     #[test]
     fn a_report_is_one_line_with_its_causes() {

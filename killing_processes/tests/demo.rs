@@ -77,7 +77,11 @@ fn ctrl_c_leaves_no_process_behind() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_code_2() {
-    assert_bad_input(BIN, &["--signal", "hup"]);
+    let line = assert_bad_input(BIN, &["--signal", "hup"]);
+    assert!(
+        line.contains("[possible values: term, kill, int]"),
+        "{line}"
+    );
     assert_bad_input(BIN, &["--delay-ms", "soon"]);
     assert_help_names(BIN, "--signal");
 }

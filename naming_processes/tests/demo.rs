@@ -54,6 +54,11 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--count", "0"]);
     assert_bad_input(BIN, &["--count", "20000001"]);
     assert_bad_input(BIN, &["--frobnicate"]);
+    let line = assert_bad_input(BIN, &["--cont", "5"]);
+    assert!(
+        line.contains("a similar argument exists: '--count'"),
+        "{line}"
+    );
     assert_help_names(BIN, "--count");
 }
 

@@ -450,14 +450,15 @@ pub fn shm_entries() -> BTreeSet<String> {
 }
 
 /// Asserts that the binary at `bin` rejects `args` as bad input: exit code 2 and a
-/// one-line error on stderr, no panic.
-pub fn assert_bad_input(bin: &str, args: &[&str]) {
+/// one-line error on stderr, no panic; returns that line.
+pub fn assert_bad_input(bin: &str, args: &[&str]) -> String {
     let done = run(Command::new(bin).args(args), Duration::from_secs(20));
     assert_eq!(done.code(), 2, "{args:?}: stderr {:?}", done.stderr);
     let lines: Vec<&str> = done.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{args:?}: not one line: {:?}", done.stderr);
     assert!(lines[0].starts_with("error: "), "{:?}", lines[0]);
     assert!(!done.stderr.contains("panicked"), "{:?}", done.stderr);
+    lines[0].to_string()
 }
 
 /// Asserts that `bin --help` exits 0 and prints a usage text that names `option`.
