@@ -378,7 +378,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(src.join("lib.rs"), "// edited").unwrap();
         assert_eq!(
-            newer_source(&binary, &[src.clone()]),
+            newer_source(&binary, std::slice::from_ref(&src)),
             Some(src.join("lib.rs"))
         );
         std::fs::remove_dir_all(&folder).unwrap();
