@@ -12,8 +12,10 @@
 //! version cannot run), 2 for bad input. It refuses to run a demo binary older than
 //! its sources, and says what to build.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
@@ -34,13 +36,18 @@ const DEMOS: [&str; 6] = [
 struct Args {
     /// A demo (naming_processes, spawning_processes, killing_processes,
     /// background_processes, processes_barrier, process_pool), or `bench`.
-    demo: String,
+    #[arg(required_unless_present = "all")]
+    demo: Option<String>,
     /// Options for both versions of the demo (after `--`).
     #[arg(last = true)]
     options: Vec<String>,
-    /// Width of each column.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(20..=200))]
-    width: u64,
+    /// Every demo with its default options, then one table: agreement, time, memory.
+    #[arg(long, conflicts_with = "demo")]
+    all: bool,
+    /// Width of each column (default: two columns that fit the terminal; one after
+    /// the other when it is too narrow, or not a terminal).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(20..=200))]
+    width: Option<u64>,
 }
 
 /// A line with every run of digits replaced by `#`: what two runs should share.
@@ -91,7 +98,8 @@ fn differences(left: &str, right: &str) -> (Vec<String>, Vec<String>) {
 ///
 /// - `killing_processes`: the child prints its lines (`Starting function`, `--> N`)
 ///   only as far as it gets before `terminate()` lands, which Python's slower start
-///   makes less far.
+///   makes less far; and `is_alive()` just after `terminate()` is `True` until the
+///   signal has landed, `False` after.
 /// - `background_processes` (daemonic, the default): the daemon prints from none to all
 ///   of its lines before the exit hook terminates it.
 fn race(demo: &str, options: &[String], output: &str) -> (String, Option<String>) {
@@ -102,8 +110,27 @@ fn race(demo: &str, options: &[String], output: &str) -> (String, Option<String>
                 l == "Starting function" || l == "Finished function" || l.starts_with("--> ")
             };
             let printed = lines.iter().filter(|l| child_line(l)).count();
-            let kept: Vec<&str> = lines.into_iter().filter(|l| !child_line(l)).collect();
-            let outcome = format!("the child printed {printed} lines before terminate() landed");
+            // Right after terminate(), is_alive() is True until the signal has landed.
+            let mut alive = "?";
+            let kept: Vec<String> = lines
+                .into_iter()
+                .filter(|l| !child_line(l))
+                .map(|l| match l.strip_prefix("Process terminated: ") {
+                    Some(rest) if rest.ends_with("> True") || rest.ends_with("> False") => {
+                        alive = if rest.ends_with("True") {
+                            "True"
+                        } else {
+                            "False"
+                        };
+                        "Process terminated: <state> <alive>".to_string()
+                    }
+                    _ => l.to_string(),
+                })
+                .collect();
+            let outcome = format!(
+                "the child printed {printed} lines before terminate() landed; \
+                 is_alive() just after terminate(): {alive}"
+            );
             (kept.join("\n"), Some(outcome))
         }
         "background_processes" if !options.iter().any(|o| o == "--no-daemons") => {
@@ -125,31 +152,250 @@ fn race(demo: &str, options: &[String], output: &str) -> (String, Option<String>
     }
 }
 
-/// Two texts in two columns of `width` characters.
-fn side_by_side(left: &str, right: &str, width: usize) -> String {
-    let cut = |line: &str| -> String {
-        let mut cut: String = line.chars().take(width).collect();
-        let len = cut.chars().count();
-        cut.extend(std::iter::repeat_n(' ', width - len));
-        cut
-    };
-    let left: Vec<&str> = left.lines().collect();
-    let right: Vec<&str> = right.lines().collect();
+/// `line` cut into pieces of at most `width` characters (one empty piece for an empty
+/// line): wrapped, never cut off.
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.is_empty() {
+        return vec![String::new()];
+    }
+    chars
+        .chunks(width)
+        .map(|piece| piece.iter().collect())
+        .collect()
+}
+
+/// Each line of `text` with its mark: `!` for a line whose shape the other side lacks.
+fn marked<'a>(text: &'a str, only_here: &[String]) -> Vec<(char, &'a str)> {
+    let mut unmatched = only_here.to_vec();
+    text.lines()
+        .map(
+            |line| match unmatched.iter().position(|s| *s == shape(line)) {
+                Some(found) => {
+                    unmatched.remove(found);
+                    ('!', line)
+                }
+                None => (' ', line),
+            },
+        )
+        .collect()
+}
+
+/// Two texts in two columns of `width` characters each (plus a mark), long lines
+/// wrapped; lines marked `!` have no match on the other side.
+fn side_by_side(left: &[(char, &str)], right: &[(char, &str)], width: usize) -> String {
+    let pad = |text: &str| format!("{text:<width$}");
     let mut table = format!(
-        "{} | Python\n{}-+-{}\n",
-        cut("Rust"),
-        "-".repeat(width),
-        "-".repeat(width)
+        "  {} |   Python\n{}-+-{}\n",
+        pad("Rust"),
+        "-".repeat(width + 2),
+        "-".repeat(width + 2)
     );
     for row in 0..left.len().max(right.len()) {
-        let l = left.get(row).copied().unwrap_or("");
-        let r = right.get(row).copied().unwrap_or("");
-        table.push_str(
-            format!("{} | {}", cut(l), r.chars().take(width).collect::<String>()).trim_end(),
-        );
-        table.push('\n');
+        let (lmark, l) = left.get(row).copied().unwrap_or((' ', ""));
+        let (rmark, r) = right.get(row).copied().unwrap_or((' ', ""));
+        let (lparts, rparts) = (wrap(l, width), wrap(r, width));
+        for part in 0..lparts.len().max(rparts.len()) {
+            let lm = if part == 0 { lmark } else { ' ' };
+            let rm = if part == 0 { rmark } else { ' ' };
+            let lp = lparts.get(part).map_or("", String::as_str);
+            let rp = rparts.get(part).map_or("", String::as_str);
+            let line = format!("{lm} {} | {rm} {rp}", pad(lp));
+            table.push_str(line.trim_end());
+            table.push('\n');
+        }
     }
     table
+}
+
+/// Two texts one after the other, for a narrow screen or a file; lines marked `!` have
+/// no match on the other side.
+fn one_after_the_other(left: &[(char, &str)], right: &[(char, &str)]) -> String {
+    let mut text = String::new();
+    for (title, lines) in [("Rust", left), ("Python", right)] {
+        text.push_str(&format!("{title}\n{}\n", "-".repeat(title.len())));
+        for (mark, line) in lines {
+            text.push_str(format!("{mark} {line}").trim_end());
+            text.push('\n');
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The column width to use: `--width`, or what fits the terminal; `None` for one
+/// after the other.
+fn column_width(forced: Option<u64>) -> Option<usize> {
+    if let Some(width) = forced {
+        return usize::try_from(width).ok();
+    }
+    let (terminal_size::Width(columns), _) = terminal_size::terminal_size()?;
+    // Two marks, two columns, " | ".
+    let width = (usize::from(columns).saturating_sub(7)) / 2;
+    (width >= 30).then_some(width)
+}
+
+/// What one side's run printed and cost.
+struct Run {
+    output: String,
+    wall: Duration,
+    /// User + system CPU time of the process and the children it waited for.
+    cpu: Duration,
+    /// The peak resident set size of the process or of one of its children, KiB.
+    max_rss_kib: u64,
+}
+
+/// Runs `command`, collecting stdout then stderr, and measures it with `wait4`.
+fn run_measured(command: &mut Command) -> anyhow::Result<Run> {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let mut stdout = child.stdout.take().context("piped stdout")?;
+    let mut stderr = child.stderr.take().context("piped stderr")?;
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    let mut output = Vec::new();
+    stdout.read_to_end(&mut output)?;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = libc::pid_t::try_from(child.id()).context("a pid")?;
+    // SAFETY: wait4 writes the status and the rusage through valid pointers; `pid` is
+    // our own child, not yet waited for (std's `Child` is never waited on here).
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("wait4");
+    }
+    let wall = started.elapsed();
+    output.extend(errors.join().unwrap_or_default());
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    Ok(Run {
+        output: String::from_utf8_lossy(&output).into_owned(),
+        wall,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    })
+}
+
+/// The cost of both runs, and how they compare.
+fn costs(rust: &Run, python: &Run) -> String {
+    let ratio = |python: f64, rust: f64| if rust > 0.0 { python / rust } else { 0.0 };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    format!(
+        "          wall       user+sys CPU   peak RSS\n\
+         Rust    {:>7.3} s   {:>9.3} s   {:>6.1} MiB\n\
+         Python  {:>7.3} s   {:>9.3} s   {:>6.1} MiB\n\
+         Python / Rust: {:.1}x the time, {:.1}x the CPU, {:.1}x the memory\n",
+        rust.wall.as_secs_f64(),
+        rust.cpu.as_secs_f64(),
+        mib(rust.max_rss_kib),
+        python.wall.as_secs_f64(),
+        python.cpu.as_secs_f64(),
+        mib(python.max_rss_kib),
+        ratio(python.wall.as_secs_f64(), rust.wall.as_secs_f64()),
+        ratio(python.cpu.as_secs_f64(), rust.cpu.as_secs_f64()),
+        ratio(mib(python.max_rss_kib), mib(rust.max_rss_kib)),
+    )
+}
+
+/// A demo's two runs and what the comparison found.
+struct Comparison {
+    rust: Run,
+    python: Run,
+    only_rust: Vec<String>,
+    only_python: Vec<String>,
+    races: Option<(String, String)>,
+}
+
+impl Comparison {
+    fn agree(&self) -> bool {
+        self.only_rust.is_empty() && self.only_python.is_empty()
+    }
+}
+
+/// Runs `demo` in Rust and in Python with `options`, and compares what they printed.
+fn compare(demo: &str, options: &[String]) -> anyhow::Result<Comparison> {
+    let rust = run_measured(Command::new(rust_binary(demo)?).args(options))?;
+    // With PYTHONUNBUFFERED set, `print` writes the text and the newline in two
+    // write(2) calls, so lines of processes printing at once get spliced together
+    // ("...n°: 0calling myFunc..."). Buffered, `print(..., flush=True)` is one write
+    // per line, as Rust's `println!` is: the comparison is then about content, not luck.
+    let python = run_measured(
+        Command::new("python3")
+            .env_remove("PYTHONUNBUFFERED")
+            .current_dir(python_dir())
+            .arg(format!("{demo}.py"))
+            .args(options),
+    )?;
+    let (rust_kept, rust_race) = race(demo, options, &rust.output);
+    let (python_kept, python_race) = race(demo, options, &python.output);
+    let (only_rust, only_python) = differences(&rust_kept, &python_kept);
+    Ok(Comparison {
+        rust,
+        python,
+        only_rust,
+        only_python,
+        races: rust_race.zip(python_race),
+    })
+}
+
+/// Prints one demo's comparison; whether the two agreed.
+fn show(comparison: &Comparison, width: Option<usize>) -> bool {
+    let left = marked(&comparison.rust.output, &comparison.only_rust);
+    let right = marked(&comparison.python.output, &comparison.only_python);
+    match width {
+        Some(width) => print!("{}", side_by_side(&left, &right, width)),
+        None => print!("{}", one_after_the_other(&left, &right)),
+    }
+    if let Some((rust_race, python_race)) = &comparison.races {
+        println!("\nA race either side can win (not a difference):");
+        println!("  Rust:   {rust_race}");
+        println!("  Python: {python_race}");
+    }
+    println!();
+    print!("{}", costs(&comparison.rust, &comparison.python));
+    if comparison.agree() {
+        println!("\nSame lines in both, numbers and order aside.");
+    } else {
+        println!("\nThey differ: the lines marked ! have no match on the other side.");
+    }
+    comparison.agree()
+}
+
+/// Every demo with its default options, then one table.
+fn compare_all() -> anyhow::Result<bool> {
+    let mut table = format!(
+        "{:<22} {:>6} {:>10} {:>10} {:>9} {:>11} {:>9}\n",
+        "demo", "agree", "Python s", "Rust s", "speed-up", "Python MiB", "Rust MiB"
+    );
+    let mut all_agree = true;
+    for demo in DEMOS {
+        eprintln!("comparing {demo} ...");
+        let c = compare(demo, &[])?;
+        all_agree &= c.agree();
+        let speed_up = c.python.wall.as_secs_f64() / c.rust.wall.as_secs_f64().max(1e-9);
+        table.push_str(&format!(
+            "{:<22} {:>6} {:>10.3} {:>10.3} {:>8.1}x {:>11.1} {:>9.1}\n",
+            demo,
+            if c.agree() { "yes" } else { "NO" },
+            c.python.wall.as_secs_f64(),
+            c.rust.wall.as_secs_f64(),
+            speed_up,
+            c.python.max_rss_kib as f64 / 1024.0,
+            c.rust.max_rss_kib as f64 / 1024.0,
+        ));
+    }
+    print!("{table}");
+    Ok(all_agree)
 }
 
 /// The workspace's `python/` folder.
@@ -221,7 +467,7 @@ fn output_of(command: &mut Command) -> anyhow::Result<String> {
 
 fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
-    if args.demo == "bench" {
+    if args.demo.as_deref() == Some("bench") {
         for demo in ["processes_barrier", "process_pool"] {
             print!(
                 "{}",
@@ -231,43 +477,23 @@ fn main() -> Result<(), demo_kit::cli::Report> {
         }
         return Ok(());
     }
-    if !DEMOS.contains(&args.demo.as_str()) {
+    if args.all {
+        let agree = compare_all()?;
+        std::process::exit(if agree { 0 } else { 1 });
+    }
+    let demo = args.demo.unwrap_or_default();
+    if !DEMOS.contains(&demo.as_str()) {
         eprintln!(
-            "error: unknown demo {:?}; one of: {}, bench",
-            args.demo,
+            "error: unknown demo {demo:?}; one of: {}, bench (try --help)",
             DEMOS.join(", ")
         );
         std::process::exit(2);
     }
-    let rust = output_of(Command::new(rust_binary(&args.demo)?).args(&args.options))?;
-    // With PYTHONUNBUFFERED set, `print` writes the text and the newline in two
-    // write(2) calls, so lines of processes printing at once get spliced together
-    // ("...n°: 0calling myFunc..."). Buffered, `print(..., flush=True)` is one write
-    // per line, as Rust's `println!` is: the comparison is then about content, not luck.
-    let python = output_of(
-        Command::new("python3")
-            .env_remove("PYTHONUNBUFFERED")
-            .current_dir(python_dir())
-            .arg(format!("{}.py", args.demo))
-            .args(&args.options),
-    )?;
-    print!("{}", side_by_side(&rust, &python, args.width as usize));
-    let (rust_kept, rust_race) = race(&args.demo, &args.options, &rust);
-    let (python_kept, python_race) = race(&args.demo, &args.options, &python);
-    let (only_rust, only_python) = differences(&rust_kept, &python_kept);
-    if let (Some(rust_race), Some(python_race)) = (rust_race, python_race) {
-        println!("\nA race either side can win (not a difference):");
-        println!("  Rust:   {rust_race}");
-        println!("  Python: {python_race}");
-    }
-    if only_rust.is_empty() && only_python.is_empty() {
-        println!("\nSame lines in both, numbers and order aside.");
-        Ok(())
-    } else {
-        println!("\nLines only Rust printed (numbers as #): {only_rust:?}");
-        println!("Lines only Python printed (numbers as #): {only_python:?}");
+    let comparison = compare(&demo, &args.options)?;
+    if !show(&comparison, column_width(args.width)) {
         std::process::exit(1);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -336,8 +562,14 @@ mod tests {
         let (_, outcome) = race("killing_processes", &[], &started);
         assert_eq!(
             outcome.as_deref(),
-            Some("the child printed 2 lines before terminate() landed")
+            Some(
+                "the child printed 2 lines before terminate() landed; is_alive() just \
+                 after terminate(): ?"
+            )
         );
+        let landed = "Process terminated: <Process pid=1 stopped exitcode=-SIGTERM> False\n";
+        let on_its_way = "Process terminated: <Process pid=2 started> True\n";
+        assert!(agree("killing_processes", &[], landed, on_its_way));
     }
 
     #[test]
@@ -385,11 +617,27 @@ mod tests {
     }
 
     #[test]
-    fn side_by_side_pads_the_left_column() {
-        let table = side_by_side("one\ntwo", "uno", 5);
+    fn side_by_side_wraps_long_lines_and_marks_differences() {
+        let left = [(' ', "one"), ('!', "abcdefgh")];
+        let right = [(' ', "uno")];
         assert_eq!(
-            table,
-            "Rust  | Python\n------+------\none   | uno\ntwo   |\n"
+            side_by_side(&left, &right, 5),
+            "  Rust  |   Python\n\
+             --------+--------\n\
+             \u{20} one   |   uno\n\
+             ! abcde |\n\
+             \u{20} fgh   |\n"
         );
+        let text = one_after_the_other(&left, &right);
+        assert_eq!(
+            text,
+            "Rust\n----\n  one\n! abcdefgh\n\nPython\n------\n  uno\n\n"
+        );
+    }
+
+    #[test]
+    fn only_the_unmatched_lines_are_marked() {
+        let lines = marked("a 1\nb 2\na 3\n", &["a #".to_string()]);
+        assert_eq!(lines, [('!', "a 1"), (' ', "b 2"), (' ', "a 3")]);
     }
 }

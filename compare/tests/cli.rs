@@ -49,3 +49,54 @@ fn a_demo_compares_with_its_python_version() {
         );
     }
 }
+
+/// Runs compare with `args`; `None` when the demos are not built or are older than
+/// their sources (`cargo test -p compare` alone builds compare only).
+fn compare(args: &[&str]) -> Option<test_support::Finished> {
+    let done = run(Command::new(BIN).args(args), Duration::from_secs(120));
+    if done.stderr.contains("run `cargo build") {
+        assert_eq!(done.code(), 1, "{}", done.stderr);
+        return None;
+    }
+    Some(done)
+}
+
+#[test]
+fn a_racy_demo_agrees_and_says_which_outcome_each_side_showed() {
+    let Some(done) = compare(&["--width", "40", "killing_processes"]) else {
+        return;
+    };
+    assert_eq!(done.code(), 0, "{}\n{}", done.stdout, done.stderr);
+    assert!(done.stdout.starts_with("  Rust "), "{}", done.stdout);
+    assert!(
+        done.stdout
+            .contains("A race either side can win (not a difference):"),
+        "{}",
+        done.stdout
+    );
+    assert!(done.stdout.contains("Python / Rust: "), "{}", done.stdout);
+    assert!(
+        done.stdout
+            .lines()
+            .filter(|line| line.contains(" | "))
+            .all(|line| line.chars().count() <= 2 * (40 + 2) + 3),
+        "a line wider than two columns of 40: {}",
+        done.stdout
+    );
+}
+
+#[test]
+fn all_demos_in_one_table() {
+    let Some(done) = compare(&["--all"]) else {
+        return;
+    };
+    let lines = done.lines();
+    assert!(lines[0].starts_with("demo "), "{lines:?}");
+    assert_eq!(lines.len(), 7, "a header and six demos: {lines:?}");
+    assert_eq!(done.code(), 0, "{}", done.stdout);
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.split_whitespace().nth(1) == Some("yes"))
+    );
+}
