@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use clap::Parser;
 
+mod bench;
+
 /// The demos that have a Python counterpart.
-const DEMOS: [&str; 6] = [
+pub(crate) const DEMOS: [&str; 6] = [
     "naming_processes",
     "spawning_processes",
     "killing_processes",
@@ -48,6 +50,16 @@ struct Args {
     /// the other when it is too narrow, or not a terminal).
     #[arg(long, value_parser = clap::value_parser!(u64).range(20..=200))]
     width: Option<u64>,
+    /// With `bench`: fewer repetitions and smaller sizes (for CI).
+    #[arg(long)]
+    quick: bool,
+    /// With `bench`: JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// With `bench`: only the rows whose key starts with ROW (start-join, lock, barrier,
+    /// pool, demo, ...).
+    #[arg(long, value_name = "ROW")]
+    only: Option<String>,
 }
 
 /// A line with every run of digits replaced by `#`: what two runs should share.
@@ -453,28 +465,14 @@ fn newer_source(binary: &Path, folders: &[PathBuf]) -> Option<PathBuf> {
     None
 }
 
-/// What a command printed: stdout and stderr together, in that order.
-fn output_of(command: &mut Command) -> anyhow::Result<String> {
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    Ok(format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
-}
-
 fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
     if args.demo.as_deref() == Some("bench") {
-        for demo in ["processes_barrier", "process_pool"] {
-            print!(
-                "{}",
-                output_of(Command::new(rust_binary(demo)?).arg("--bench"))?
-            );
-            println!();
-        }
+        bench::run(&bench::Options {
+            quick: args.quick,
+            json: args.json,
+            only: args.only,
+        })?;
         return Ok(());
     }
     if args.all {

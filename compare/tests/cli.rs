@@ -100,3 +100,28 @@ fn all_demos_in_one_table() {
             .all(|l| l.split_whitespace().nth(1) == Some("yes"))
     );
 }
+
+#[test]
+fn bench_prints_one_row_next_to_python_and_the_floor() {
+    let Some(done) = compare(&["bench", "--quick", "--only", "start-join"]) else {
+        return;
+    };
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let lines = done.lines();
+    assert!(lines[0].contains(" cores, load "), "{lines:?}");
+    let row = lines
+        .iter()
+        .find(|l| l.contains("[start-join]"))
+        .unwrap_or_else(|| panic!("no start-join row: {lines:?}"));
+    assert!(row.contains("µs"), "{row}");
+    // Python, Rust and the floor: three "median (min-max)" cells.
+    assert_eq!(row.matches("(").count(), 3, "{row}");
+    let json = compare(&["bench", "--quick", "--only", "lock-1", "--json"]).expect("built");
+    assert!(json.stdout.starts_with("{\"machine\": "), "{}", json.stdout);
+    assert!(
+        json.stdout.contains("\"row\": \"lock-1-robust\""),
+        "{}",
+        json.stdout
+    );
+    assert_bad_input(BIN, &["bench", "--only", "nothing-like-this"]);
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::pool::Pool;
 use common::process::Process;
 use common::shm::SharedArray;
-use common::sync::Barrier;
+use common::sync::{Barrier, Lock};
 
 /// Runs `round` `generations` times in each of `parties` forked processes, after one
 /// warm-up round that lines them up, and returns the slowest process's time per round.
@@ -50,12 +50,18 @@ where
 /// # Errors
 /// When the barrier or a process cannot be created, or a process fails.
 pub fn barrier(parties: usize, generations: usize) -> anyhow::Result<Duration> {
-    best_of_three(|| {
-        let barrier = Barrier::new(parties)?;
-        per_round(parties, generations, move || {
-            barrier.wait()?;
-            Ok(())
-        })
+    best_of_three(|| barrier_once(parties, generations))
+}
+
+/// Time per generation of a [`Barrier`] of `parties` processes, measured once.
+///
+/// # Errors
+/// When the barrier or a process cannot be created, or a process fails.
+pub fn barrier_once(parties: usize, generations: usize) -> anyhow::Result<Duration> {
+    let barrier = Barrier::new(parties)?;
+    per_round(parties, generations, move || {
+        barrier.wait()?;
+        Ok(())
     })
 }
 
@@ -79,7 +85,11 @@ pub fn pthread_barrier(parties: usize, generations: usize) -> anyhow::Result<Dur
     best_of_three(|| pthread_barrier_once(parties, generations))
 }
 
-fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Result<Duration> {
+/// Time per generation of a process-shared `pthread_barrier_t`, measured once.
+///
+/// # Errors
+/// When the barrier or a process cannot be created, or a process fails.
+pub fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Result<Duration> {
     let words = size_of::<libc::pthread_barrier_t>().div_ceil(size_of::<u64>());
     let segment = SharedArray::<u64>::new(words)?;
     let raw = segment.as_ptr().cast::<libc::pthread_barrier_t>();
@@ -106,6 +116,139 @@ fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Result<Du
         );
         Ok(())
     })
+}
+
+/// Time per `Process::start` + `join` of an empty target.
+///
+/// # Errors
+/// When a process cannot be started.
+pub fn start_join(count: u32) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    for _ in 0..count {
+        let mut p = Process::new(|| ());
+        p.start()?;
+        anyhow::ensure!(p.join()? == 0, "the empty target failed");
+    }
+    Ok(started.elapsed() / count.max(1))
+}
+
+/// The floor of [`start_join`]: `fork`, `_exit(0)` in the child, `waitpid`.
+///
+/// # Errors
+/// When `fork` fails.
+pub fn fork_waitpid(count: u32) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    for _ in 0..count {
+        // SAFETY: this benchmark runs single-threaded (the caller is a demo's main);
+        // the child calls only `_exit`, which is async-signal-safe.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            -1 => anyhow::bail!("fork: {}", std::io::Error::last_os_error()),
+            // SAFETY: `_exit` ends the child at once, running nothing of the parent's.
+            0 => unsafe { libc::_exit(0) },
+            child => {
+                let mut status = 0;
+                // SAFETY: waits for our own child, writing its status to a live int.
+                unsafe { libc::waitpid(child, &mut status, 0) };
+            }
+        }
+    }
+    Ok(started.elapsed() / count.max(1))
+}
+
+/// Time per acquire + release of a [`Lock`]: in this process alone (`processes` 1),
+/// or with `processes` processes contending, each doing `count` of them.
+///
+/// # Errors
+/// When the lock or a process cannot be created, or a process fails.
+pub fn lock(processes: usize, count: u32) -> anyhow::Result<Duration> {
+    let lock = Lock::new()?;
+    contend(processes, count, move || {
+        drop(lock.acquire()?);
+        Ok(())
+    })
+}
+
+/// The floor of [`lock`]: a process-shared pthread mutex, plain or robust.
+///
+/// # Errors
+/// When the mutex or a process cannot be created, or a process fails.
+pub fn pthread_mutex(processes: usize, count: u32, robust: bool) -> anyhow::Result<Duration> {
+    let words = size_of::<libc::pthread_mutex_t>().div_ceil(size_of::<u64>());
+    let memory = SharedArray::<u64>::new(words)?;
+    let mutex = memory.as_ptr().cast::<libc::pthread_mutex_t>();
+    // SAFETY: `mutex` points to fresh, zeroed, page-aligned shared memory big enough for
+    // a pthread_mutex_t; `attr` is initialised first and destroyed last; no other
+    // process sees the mutex before the forks below.
+    unsafe {
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        libc::pthread_mutexattr_init(attr.as_mut_ptr());
+        libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED);
+        if robust {
+            libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST);
+        }
+        let code = libc::pthread_mutex_init(mutex, attr.as_ptr());
+        libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+        anyhow::ensure!(code == 0, "pthread_mutex_init failed with {code}");
+    }
+    let address = mutex as usize;
+    contend(processes, count, move || {
+        let _keep_mapped = &memory;
+        let mutex = address as *mut libc::pthread_mutex_t;
+        // SAFETY: the mutex was initialised above in memory that `memory` keeps mapped
+        // here and in every child.
+        unsafe {
+            libc::pthread_mutex_lock(mutex);
+            libc::pthread_mutex_unlock(mutex);
+        }
+        Ok(())
+    })
+}
+
+/// Runs `step` `count` times in this process (`processes` 1) or in each of
+/// `processes` forked processes at once; the time per step.
+fn contend<F>(processes: usize, count: u32, step: F) -> anyhow::Result<Duration>
+where
+    F: Fn() -> anyhow::Result<()> + Clone + 'static,
+{
+    if processes <= 1 {
+        let started = Instant::now();
+        for _ in 0..count {
+            step()?;
+        }
+        return Ok(started.elapsed() / count.max(1));
+    }
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..processes {
+        let step = step.clone();
+        let mut worker = Process::new(move || -> anyhow::Result<()> {
+            for _ in 0..count {
+                step()?;
+            }
+            Ok(())
+        })
+        .daemon(true);
+        worker.start()?;
+        workers.push(worker);
+    }
+    for worker in &workers {
+        anyhow::ensure!(worker.join()? == 0, "a benchmark process failed");
+    }
+    let steps = u32::try_from(processes)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(count);
+    Ok(started.elapsed() / steps.max(1))
+}
+
+/// The bound of a pool's `map(square)`: the same loop in one process, tasks per second.
+pub fn sequential_square(inputs: i64) -> f64 {
+    let started = Instant::now();
+    let squares: Vec<i64> = (0..inputs)
+        .map(|x| common::workload::square(std::hint::black_box(x)))
+        .collect();
+    std::hint::black_box(&squares);
+    inputs as f64 / started.elapsed().as_secs_f64()
 }
 
 /// A CPU-bound task of about ten milliseconds: `rounds` steps of a xorshift generator.
