@@ -18,17 +18,22 @@ def party(barrier, generations, results, slot):
     results[slot] = time.perf_counter() - started
 
 
+def measure(parties, generations):
+    """Microseconds per generation of a Barrier of `parties` processes."""
+    barrier = multiprocessing.Barrier(parties)
+    results = multiprocessing.Array("d", parties)
+    processes = [multiprocessing.Process(target=party, args=(barrier, generations, results, i))
+                 for i in range(parties)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join()
+    return max(results) / generations * 1e6
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parties", type=bounded_int(1, 64), default=2)
     parser.add_argument("--generations", type=bounded_int(1, 10_000_000), default=2000)
     args = parser.parse_args()
-    barrier = multiprocessing.Barrier(args.parties)
-    results = multiprocessing.Array("d", args.parties)
-    processes = [multiprocessing.Process(target=party, args=(barrier, args.generations, results, i))
-                 for i in range(args.parties)]
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.join()
-    print(f"{max(results) / args.generations * 1e6:.3f}")
+    print(f"{measure(args.parties, args.generations):.3f}")

@@ -42,7 +42,16 @@ if __name__ == "__main__":
                         help="print which worker (pid) squared which input")
     parser.add_argument("--crash-at", type=bounded_int(0, 2**63 - 1), default=None, metavar="I",
                         help="the task for input I kills its own worker with SIGKILL")
+    parser.add_argument("--bench", action="store_true",
+                        help="measure the pool (tasks per second, start-up) instead")
     args = parser.parse_args()
+    if args.bench:
+        import bench_pool
+        rate, startup = bench_pool.measure(2, 1_000_000)
+        print("Pool with 2 workers:")
+        print(f"map(square) over 1000000 inputs, M tasks/s   {rate / 1e6:.1f}")
+        print(f"start-up, ms                                 {startup * 1e3:.3f}")
+        sys.exit(0)
     if args.crash_at is not None:
         CRASH_AT = args.crash_at
     inputs = list(range(args.inputs))

@@ -4,6 +4,7 @@ The Rust version is processes_barrier/src/main.rs.
 """
 
 import argparse
+import sys
 import multiprocessing
 import time
 from datetime import datetime
@@ -38,7 +39,18 @@ if __name__ == "__main__":
                         help="how many processes print at once, without the barrier")
     parser.add_argument("--stagger-ms", type=bounded_int(0, 10_000), default=0,
                         help="barrier process k arrives k times this many ms after the first")
+    parser.add_argument("--bench", action="store_true",
+                        help="measure the barrier (µs per generation) instead of running the demo")
+    parser.add_argument("--generations", type=bounded_int(1, 10_000_000), default=20_000,
+                        help="generations per measurement with --bench")
     args = parser.parse_args()
+    if args.bench:
+        import bench_barrier
+        print(f"Barrier, µs per generation ({args.generations} generations):")
+        print(f"{'parties':>8} {'Python Barrier':>15}")
+        for count in (2, 4):
+            print(f"{count:>8} {bench_barrier.measure(count, args.generations):>15.3f}")
+        sys.exit(0)
     parties = args.with_barrier
 
     synchronizer = Barrier(parties)

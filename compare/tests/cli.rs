@@ -125,3 +125,43 @@ fn bench_prints_one_row_next_to_python_and_the_floor() {
     );
     assert_bad_input(BIN, &["bench", "--only", "nothing-like-this"]);
 }
+
+/// The long options a `--help` text names, `--help` and `--version` aside.
+fn options_in(help: &str) -> std::collections::BTreeSet<String> {
+    help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|word| word.starts_with("--") && word.len() > 2)
+        .filter(|word| *word != "--help" && *word != "--version")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn python_counterparts_take_the_same_options_as_their_rust_twins() {
+    let folder = std::path::Path::new(BIN).parent().expect("a folder");
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../python");
+    for demo in [
+        "naming_processes",
+        "spawning_processes",
+        "killing_processes",
+        "background_processes",
+        "processes_barrier",
+        "process_pool",
+    ] {
+        let rust = folder.join(demo);
+        if !rust.exists() {
+            return; // `cargo test -p compare` alone does not build the demos
+        }
+        let rust_help = run(Command::new(&rust).arg("--help"), Duration::from_secs(20));
+        let python_help = run(
+            Command::new("python3")
+                .current_dir(&python)
+                .args([&format!("{demo}.py"), "--help"]),
+            Duration::from_secs(20),
+        );
+        assert_eq!(
+            options_in(&rust_help.stdout),
+            options_in(&python_help.stdout),
+            "{demo}"
+        );
+    }
+}
