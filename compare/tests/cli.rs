@@ -165,3 +165,24 @@ fn python_counterparts_take_the_same_options_as_their_rust_twins() {
         );
     }
 }
+
+#[test]
+fn a_real_difference_exits_1_and_is_marked() {
+    // Ctrl-C's signal ends the Rust child with -SIGINT; Python's child turns it into a
+    // KeyboardInterrupt and ends otherwise: a difference, not a race.
+    let Some(done) = compare(&["killing_processes", "--", "--signal", "int"]) else {
+        return;
+    };
+    assert_eq!(done.code(), 1, "{}", done.stdout);
+    assert!(
+        done.stdout
+            .contains("They differ: the lines marked ! have no match on the other side."),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("! Process exit code: -2"),
+        "{}",
+        done.stdout
+    );
+}
