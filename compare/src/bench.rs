@@ -307,6 +307,12 @@ fn table(rows: &[Row], reps: usize) -> String {
         "\nvs Python: how many times better Rust is; vs floor: how many times better Rust \
          is than the OS floor (below 1: its overhead)\n",
     );
+    if rows.iter().any(|row| row.unit == "MiB") {
+        text.push_str(&format!(
+            "a peak RSS is at least {:.1} MiB: the launcher's, which measures with wait4\n",
+            crate::rss_floor_mib()
+        ));
+    }
     text
 }
 
