@@ -17,7 +17,7 @@
 //! attributes, and it reduces the `EOWNERDEAD` return code to a string), and its timed
 //! waits build their absolute deadline without carrying nanoseconds into seconds, so
 //! that most sub-second timeouts fail at once with `EINVAL` (its issue #39). The tests
-//! in `common_tests/tests/sync.rs` show both problems. So the Lock is a robust, priority-inheriting,
+//! in `common_tests/tests/sync.rs` show both problems. So the Lock is a robust,
 //! process-shared pthread mutex set up here, with monotonic deadlines; the Barrier
 //! counts arrivals with one atomic word, spins briefly, then sleeps on a futex with a
 //! relative timeout.
