@@ -164,6 +164,29 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
         }
         rows.push(row);
     }
+    if wanted("barrier-2-loaded") {
+        let mut row = Row::new(
+            "barrier-2-loaded",
+            "Barrier, 2 parties, 2 busy co-tenants",
+            "µs",
+            false,
+        );
+        let generations = scale(5_000, 1_000) as usize;
+        let python_generations = scale(1_000, 200).to_string();
+        for rep in 0..reps {
+            progress(&row.key, rep);
+            let (ours, floor, py) = measure::with_busy_cotenants(2, || {
+                let ours = measure::barrier_once(2, generations)?;
+                let floor = measure::pthread_barrier_once(2, generations)?;
+                let py = ["--parties", "2", "--generations", &python_generations];
+                Ok((ours, floor, python("bench_barrier.py", &py, 1.0)))
+            })?;
+            row.rust.push(micros(ours));
+            row.floor.push(micros(floor));
+            row.python.extend(py);
+        }
+        rows.push(row);
+    }
     if wanted("pool") {
         let inputs = i64::from(scale(1_000_000, 100_000));
         let heavy = u64::from(scale(64, 8));

@@ -118,6 +118,34 @@ pub fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Resul
     })
 }
 
+/// Runs `measure` while `count` daemonic processes busy-loop, as co-tenants that want
+/// the cores too, and stops them after.
+///
+/// # Errors
+/// When a co-tenant cannot be started, or as `measure`.
+pub fn with_busy_cotenants<T>(
+    count: usize,
+    measure: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut cotenants = Vec::new();
+    for _ in 0..count {
+        let mut busy = Process::new(|| -> () {
+            loop {
+                std::hint::spin_loop();
+            }
+        })
+        .daemon(true);
+        busy.start()?;
+        cotenants.push(busy);
+    }
+    let outcome = measure();
+    for busy in &cotenants {
+        busy.kill()?;
+        busy.join()?;
+    }
+    outcome
+}
+
 /// Time per `Process::start` + `join` of an empty target.
 ///
 /// # Errors

@@ -56,8 +56,11 @@ const ENDINGS: usize = 256;
 /// How often a sleeping waiter checks that the parties it waits with are alive.
 const LIVENESS_CHECK: Duration = Duration::from_millis(100);
 
-/// Spin iterations before sleeping when every party can have a core of its own.
+/// Spin iterations before sleeping when every party can have a core of its own...
 const SPIN_WITH_SPARE_CORES: u32 = 20_000;
+/// ...and at most this long: on a loaded machine the other parties may not be running,
+/// and spinning longer only keeps one of them off a core.
+const SPIN_TIME: Duration = Duration::from_micros(50);
 /// Spin iterations before sleeping when parties outnumber cores: spinning would only
 /// take the core away from a party that still has to arrive.
 const SPIN_OVERSUBSCRIBED: u32 = 50;
@@ -687,9 +690,14 @@ impl Barrier {
         deadline: Option<Instant>,
     ) -> Result<usize, BarrierError> {
         // Spin: with a core for every party, the others are probably just about to come.
-        for _ in 0..self.spin {
+        // The clock is read every 256 turns only: a turn costs a few nanoseconds.
+        let spin_started = Instant::now();
+        for turn in 0..self.spin {
             if let Some(outcome) = self.outcome(self.load(), generation, index) {
                 return outcome;
+            }
+            if turn % 256 == 255 && spin_started.elapsed() > SPIN_TIME {
+                break;
             }
             std::hint::spin_loop();
         }
