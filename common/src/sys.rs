@@ -184,6 +184,29 @@ pub(crate) fn keep_freed_memory() {
     }
 }
 
+/// The pid of a child of this process that has ended and is not reaped yet, without
+/// reaping it (`waitid` with `WNOWAIT`); `None` when there is none.
+pub(crate) fn an_ended_child() -> Option<i32> {
+    // SAFETY: a zeroed siginfo_t is a valid value for waitid to fill in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into `info`, a live siginfo_t; WNOWAIT leaves the child as
+    // it is, WNOHANG returns at once.
+    let code = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if code != 0 {
+        return None;
+    }
+    // SAFETY: waitid filled `info` in; si_pid is 0 when no child had ended.
+    let pid = unsafe { info.si_pid() };
+    (pid != 0).then_some(pid)
+}
+
 /// Holds back every signal that can be held back (all but SIGKILL and SIGSTOP) until
 /// dropped; those that arrive meanwhile are delivered then. Used around the few system
 /// calls between creating a shared-memory name and unlinking it, so that Ctrl-C or a

@@ -114,6 +114,22 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
         }
         rows.push(row);
     }
+    if wanted("start-join-256") {
+        let mut row = Row::new(
+            "start-join-256",
+            "start + join among 256 live children",
+            "µs",
+            false,
+        );
+        let count = scale(500, 100);
+        for rep in 0..reps {
+            progress(&row.key, rep);
+            row.rust
+                .push(micros(measure::start_join_among(256, count)?));
+            row.floor.push(micros(measure::fork_waitpid(count)?));
+        }
+        rows.push(row);
+    }
     for (processes, robust) in [(1, false), (1, true), (2, false), (2, true)] {
         let key = format!("lock-{processes}{}", if robust { "-robust" } else { "" });
         if !wanted(&key) {

@@ -160,6 +160,27 @@ pub fn start_join(count: u32) -> anyhow::Result<Duration> {
     Ok(started.elapsed() / count.max(1))
 }
 
+/// [`start_join`] with `live` long-lived children running: a start must not cost more
+/// because there are more children.
+///
+/// # Errors
+/// When a process cannot be started.
+pub fn start_join_among(live: usize, count: u32) -> anyhow::Result<Duration> {
+    let mut sleepers = Vec::new();
+    for _ in 0..live {
+        let mut sleeper =
+            Process::new(|| std::thread::sleep(Duration::from_secs(600))).daemon(true);
+        sleeper.start()?;
+        sleepers.push(sleeper);
+    }
+    let cost = start_join(count);
+    for sleeper in &sleepers {
+        sleeper.kill()?;
+        sleeper.join()?;
+    }
+    cost
+}
+
 /// The floor of [`start_join`]: `fork`, `_exit(0)` in the child, `waitpid`.
 ///
 /// # Errors
