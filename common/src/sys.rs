@@ -8,15 +8,28 @@ use std::time::Duration;
 
 use nix::unistd::Pid;
 
-/// The number of threads of this process, from `/proc/self/status`, or why it cannot
-/// be told (no procfs mounted, as on other Unixes or in some containers).
+/// The number of threads of this process, or why it cannot be told (no procfs mounted,
+/// as on other Unixes or in some containers).
+///
+/// One `stat` of `/proc/self/task`, whose link count is 2 plus the number of threads
+/// (Linux's procfs), instead of reading and parsing `/proc/self/status`: a start
+/// asks this every time. `/proc/self/status` is read only if the count looks wrong.
 pub(crate) fn thread_count() -> Result<usize, String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Threads:"))
-        .and_then(|count| count.trim().parse().ok())
-        .ok_or_else(|| "no Threads: line".to_string())
+    use std::os::unix::fs::MetadataExt;
+    let links = std::fs::metadata("/proc/self/task")
+        .map_err(|e| e.to_string())?
+        .nlink();
+    match usize::try_from(links) {
+        Ok(links) if links >= 3 => Ok(links - 2),
+        _ => {
+            let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"))
+                .and_then(|count| count.trim().parse().ok())
+                .ok_or_else(|| "no Threads: line".to_string())
+        }
+    }
 }
 
 /// Registers `handler` to run at `exit()`, with the exit code (glibc's `on_exit`);
