@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Finished, Running, is_running, pids_after, proc_stat, run, wait_until};
+use test_support::{Finished, Running, field, is_running, pids_after, proc_stat, run, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const BIN: &str = env!("CARGO_BIN_EXE_pool_fixture");
@@ -181,14 +181,6 @@ fn no_worker_survives_a_parent_killed_during_map() {
             .all(|pid| !is_running(*pid))),
         "workers outlived their parent: {workers:?}"
     );
-}
-
-/// The number after `key=` in `line`.
-fn field(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(&format!("{key}=")))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Finished, Running, leaked_segments, run, shm_entries, wait_until};
+use test_support::{Finished, Running, field, leaked_segments, run, shm_entries, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -17,14 +17,6 @@ fn fixture(args: &[&str]) -> Finished {
     );
     assert_eq!(done.code(), 0, "{args:?}: {}\n{}", done.stdout, done.stderr);
     done
-}
-
-/// The number after `key=` in `line`.
-fn field(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(&format!("{key}=")))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 #[test]

@@ -393,6 +393,15 @@ pub fn assert_one_line_on_a_full_device(bin: &str, args: &[&str]) -> String {
     lines[0].to_string()
 }
 
+/// The number after `key=` in `line` (`field("hangs=0 trials=9", "trials")` is 9);
+/// panics with the line when there is none.
+pub fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&format!("{key}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
 /// How many processes run under the real user id `uid` now.
 pub fn processes_of_user(uid: u32) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
