@@ -5,6 +5,7 @@ The Rust version is spawning_processes/src/main.rs.
 
 import argparse
 import multiprocessing
+import time
 
 from cli import bounded_int
 from do_something import do_something
@@ -25,6 +26,7 @@ if __name__ == "__main__":
     parser.add_argument("--sequential", action="store_true",
                         help="start and join each process before starting the next")
     args = parser.parse_args()
+    start_time = time.perf_counter()
 
     if args.sequential:
         for i in range(args.processes):
@@ -39,3 +41,4 @@ if __name__ == "__main__":
             processes.append(process)
         for process in processes:
             process.join()
+    print(f"Total time: {time.perf_counter() - start_time:.3f} s", flush=True)

@@ -2,11 +2,7 @@
 //! (`background_process`) and a non-daemonic one (`NO_background_process`) run the same
 //! function, and `main` returns without joining either.
 //!
-//! What to notice: at exit the parent terminates the daemonic child, which never prints
-//! `Exiting background_process`, and waits for the other, which does. Try
-//! `--wait-ms 500` to let the daemon print its numbers before it is cut off, and
-//! `--no-daemons` to see both finish. Here a daemonic child also dies when the parent
-//! is killed (`kill -9`), which Python does not promise.
+//! What to notice, and what to try: `--help` prints it (the doc of `Args` below).
 
 use std::thread::sleep;
 use std::time::Duration;
@@ -15,6 +11,13 @@ use clap::Parser;
 use common::{Process, current_process};
 
 /// A daemonic and a non-daemonic process, left running when main returns.
+///
+/// What to notice: at exit the parent terminates the daemonic child, which never prints
+/// `Exiting background_process`, and waits for the other, which does. Whether the
+/// daemon prints anything before it is cut off is a race with the exit (about half the
+/// runs on a 2-core machine, all its numbers or none); `--wait-ms 500` gives it the
+/// time, every run. `--no-daemons` lets both finish. Here a daemonic child also dies
+/// when the parent is killed (`kill -9`), which Python does not promise.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

@@ -81,6 +81,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--wait-ms", "1.5"]);
     assert_bad_input(BIN, &["--no-daemons=yes"]);
     assert_help_names(BIN, "--no-daemons");
+    // The "What to notice" text reaches the user, not only the source.
+    assert_help_names(BIN, "What to notice");
 }
 
 #[test]

@@ -1,12 +1,7 @@
 //! Mirrors `python/killing_processes.py`: start a process, terminate it at once, and
 //! print the process (Python's `repr`) and `is_alive()` at each step, then its exit code.
 //!
-//! What to notice: right after `terminate()`, `is_alive()` may still be `true` (the
-//! signal is on its way); after `join()` it is `false`, and the exit code is `-15`,
-//! minus the number of the signal that ended the process, not `0`. Try
-//! `--signal kill` (exit code -9), and `--delay-ms 2500` to let the target print a few
-//! lines before the signal arrives. With `--signal int` the Rust child dies of SIGINT
-//! (-2) while Python's raises `KeyboardInterrupt` and exits with 1.
+//! What to notice, and what to try: `--help` prints it (the doc of `Args` below).
 
 use std::thread::sleep;
 use std::time::Duration;
@@ -16,6 +11,13 @@ use common::Process;
 use common::process::Signal;
 
 /// Terminates a process and shows its state and exit code at each step.
+///
+/// What to notice: right after `terminate()`, `is_alive()` may still be `true` (the
+/// signal is on its way); after `join()` it is `false`, and the exit code is `-15`,
+/// minus the number of the signal that ended the process, not `0`. Try
+/// `--signal kill` (exit code -9), and `--delay-ms 2500` to let the target print a few
+/// lines before the signal arrives. With `--signal int` the Rust child dies of SIGINT
+/// (-2) while Python's raises `KeyboardInterrupt` and exits with 1.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

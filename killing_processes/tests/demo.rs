@@ -84,6 +84,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
     );
     assert_bad_input(BIN, &["--delay-ms", "soon"]);
     assert_help_names(BIN, "--signal");
+    // The "What to notice" text reaches the user, not only the source.
+    assert_help_names(BIN, "What to notice");
 }
 
 #[test]

@@ -4,11 +4,7 @@
 //! random numbers and prints the list's length; the parent joins both and prints the
 //! total time.
 //!
-//! What to notice: each child appends to its own copy of `out_list`, so the parent's
-//! stays empty, while what a child writes into a shared array (Python's
-//! `multiprocessing.Array`) the parent sees. Try `--count 20000000` and watch
-//! `ps -o pid,comm` (or `top`) while it runs: the OS shows each child under its process
-//! name, cut to 15 bytes (`do_something pr`).
+//! What to notice, and what to try: `--help` prints it (the doc of `Args` below).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,6 +16,12 @@ use common::workload::do_something;
 use common::{Process, current_process};
 
 /// Two processes, one named and one with the default name, each filling a list.
+///
+/// What to notice: each child appends to its own copy of `out_list`, so the parent's
+/// stays empty, while what a child writes into a shared array (Python's
+/// `multiprocessing.Array`) the parent sees. Try `--count 20000000` and watch
+/// `ps -o pid,comm` (or `top`) while it runs: the OS shows each child under its process
+/// name, cut to 15 bytes (`do_something pr`).
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

@@ -60,6 +60,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
         "{line}"
     );
     assert_help_names(BIN, "--count");
+    // The "What to notice" text reaches the user, not only the source.
+    assert_help_names(BIN, "What to notice");
 }
 
 #[test]

@@ -1,11 +1,7 @@
 //! Mirrors `python/process_pool.py`: a `Pool(4)` maps `function_square` over
 //! `0..10`, then is closed and joined, and the parent prints the results in order.
 //!
-//! What to notice: the results come back in input order, whichever worker computed
-//! them. Try `--show-workers` to see which worker (pid) squared which input, with
-//! `--chunksize 1` and without. `--crash-at 3` makes the task for input 3 kill its own
-//! worker: Python's Pool then waits forever (cpython gh-66587), while this one reports
-//! the dead worker at once. `--bench` measures the pool next to Python's.
+//! What to notice, and what to try: `--help` prints it (the doc of `Args` below).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -17,6 +13,12 @@ use common::workload::square;
 mod bench;
 
 /// A Pool of worker processes mapping a function over inputs.
+///
+/// What to notice: the results come back in input order, whichever worker computed
+/// them. Try `--show-workers` to see which worker (pid) squared which input, with
+/// `--chunksize 1` and without. `--crash-at 3` makes the task for input 3 kill its own
+/// worker: Python's Pool then waits forever (cpython gh-66587), while this one reports
+/// the dead worker at once. `--bench` measures the pool next to Python's.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
@@ -95,11 +97,29 @@ fn main() -> Result<(), demo_kit::cli::Report> {
         }
         outputs.into_iter().map(|(output, _)| output).collect()
     } else {
-        map(&pool, function_square, &inputs, args.chunksize)?
+        match map(&pool, function_square, &inputs, args.chunksize) {
+            Ok(outputs) => outputs,
+            Err(error) => return used_again(&pool, error, &inputs),
+        }
     };
     pool.close();
     pool.join()?;
 
     println!("Pool    : {pool_outputs:?}");
     Ok(())
+}
+
+/// After a failed `map` (`--crash-at`): says why, then shows that the pool, its dead
+/// worker replaced, takes work again: the inputs but the one that crashes.
+fn used_again(
+    pool: &Pool,
+    error: anyhow::Error,
+    inputs: &[i64],
+) -> Result<(), demo_kit::cli::Report> {
+    eprintln!("Error: {error:#}");
+    let crash_at = CRASH_AT.load(Ordering::Relaxed);
+    let others: Vec<i64> = inputs.iter().copied().filter(|x| *x != crash_at).collect();
+    let outputs = pool.map(function_square, others)?;
+    println!("Pool used again, without input {crash_at}: {outputs:?}");
+    std::process::exit(1);
 }

@@ -54,7 +54,11 @@ fn a_crashing_task_gives_an_error_instead_of_a_hang() {
     let done = run(Command::new(BIN).args(["--crash-at", "3"]), LIMIT);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(done.code(), 1);
-    assert_eq!(done.stdout, "");
+    // The pool replaced its dead worker and works again.
+    assert_eq!(
+        done.stdout,
+        "Pool used again, without input 3: [0, 1, 4, 16, 25, 36, 49, 64, 81]\n"
+    );
     let lines: Vec<&str> = done.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("Error: worker "), "{lines:?}");
@@ -74,6 +78,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--crash-at", "18446744073709551615"]);
     assert_bad_input(BIN, &["--crash-at", "10"]);
     assert_help_names(BIN, "--crash-at");
+    // The "What to notice" text reaches the user, not only the source.
+    assert_help_names(BIN, "What to notice");
 }
 
 #[test]

@@ -2,12 +2,7 @@
 //! holding a `Lock` so that their lines never mix, print the time they passed it; two
 //! others print the time at once, without the barrier.
 //!
-//! What to notice: the barrier processes print (almost) the same time, to the
-//! microsecond, whatever order they started in. Try `--stagger-ms 500`: the first
-//! arrives half a second before the second and is held until the second arrives, and
-//! the summary shows that their times are still close. `--with-barrier 4` makes the
-//! barrier wait for four. `--bench` measures the barrier instead, next to a
-//! `pthread_barrier_t` and Python's `Barrier`.
+//! What to notice, and what to try: `--help` prints it (the doc of `Args` below).
 
 use std::thread::sleep;
 use std::time::Duration;
@@ -23,6 +18,13 @@ use jiff::tz::TimeZone;
 mod bench;
 
 /// Processes synchronised by a Barrier, printing under a Lock.
+///
+/// What to notice: the barrier processes print (almost) the same time, to the
+/// microsecond, whatever order they started in. Try `--stagger-ms 500`: the first
+/// arrives half a second before the second and is held until the second arrives, and
+/// the summary shows that their times are still close. `--with-barrier 4` makes the
+/// barrier wait for four. `--bench` measures the barrier instead, next to a
+/// `pthread_barrier_t` and Python's `Barrier`.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

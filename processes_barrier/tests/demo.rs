@@ -125,6 +125,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--without", "x"]);
     assert_bad_input(BIN, &["--stagger-ms", "-3"]);
     assert_help_names(BIN, "--stagger-ms");
+    // The "What to notice" text reaches the user, not only the source.
+    assert_help_names(BIN, "What to notice");
 }
 
 #[test]

@@ -23,6 +23,8 @@ fn every_process_reports_once_in_some_order() {
     let done = run(&mut Command::new(BIN), LIMIT);
     assert_eq!(done.code(), 0, "{}", done.stderr);
     let mut lines: Vec<String> = done.lines().iter().map(|l| l.to_string()).collect();
+    let total = lines.pop().unwrap_or_default();
+    assert!(total.starts_with("Total time: "), "{total}");
     let mut expected: Vec<String> = (0..6).flat_map(|i| expected_pair(i, 1000)).collect();
     lines.sort();
     expected.sort();
@@ -36,7 +38,12 @@ fn sequential_keeps_the_loop_order() {
         LIMIT,
     );
     let expected: Vec<String> = (0..4).flat_map(|i| expected_pair(i, 10)).collect();
-    assert_eq!(done.lines(), expected);
+    let lines = done.lines();
+    assert_eq!(lines[..lines.len() - 1], expected);
+    assert!(
+        lines[lines.len() - 1].starts_with("Total time: "),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -45,6 +52,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
     assert_bad_input(BIN, &["--processes", "100000"]);
     assert_bad_input(BIN, &["--unit", "-5"]);
     assert_help_names(BIN, "--sequential");
+    // The "What to notice" text reaches the user, not only the source.
+    assert_help_names(BIN, "What to notice");
 }
 
 #[test]
