@@ -99,7 +99,8 @@ fn main() -> Result<(), demo_kit::cli::Report> {
     } else {
         match map(&pool, function_square, &inputs, args.chunksize) {
             Ok(outputs) => outputs,
-            Err(error) => return used_again(&pool, error, &inputs),
+            Err(error) if args.crash_at.is_some() => return used_again(&pool, error, &inputs),
+            Err(error) => return Err(error.into()),
         }
     };
     pool.close();
