@@ -29,8 +29,10 @@
 
 #![warn(missing_debug_implementations)]
 
+pub mod connection;
 pub mod pool;
 pub mod process;
+pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;

@@ -168,6 +168,67 @@ unsafe impl Send for Segment {}
 // SAFETY: as above; `&Segment` only hands out the mapping's address.
 unsafe impl Sync for Segment {}
 
+/// Types for which all-zero bytes are a valid value: atomics, and `#[repr(C)]`
+/// structs of them. A new segment is zero-filled, so such a type is ready to use the
+/// moment its segment exists.
+///
+/// # Safety
+/// Implement it only for types whose all-zero bit pattern is a valid value, that hold
+/// no pointers, and that are `Sync` through atomics alone (they are shared between
+/// processes, which no borrow checker sees).
+pub(crate) unsafe trait Zeroed: Sync {}
+
+/// A `T` at the start of a segment of its own, zero-initialised, followed by `extra`
+/// bytes (page-aligned): the home of the shared state of a primitive such as an
+/// `Event` or a `Queue`. Clones share the segment.
+pub(crate) struct Placed<T: Zeroed> {
+    segment: std::sync::Arc<Segment>,
+    extra_at: usize,
+    _type: PhantomData<T>,
+}
+
+impl<T: Zeroed> Clone for Placed<T> {
+    fn clone(&self) -> Self {
+        Placed {
+            segment: std::sync::Arc::clone(&self.segment),
+            extra_at: self.extra_at,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Zeroed> Placed<T> {
+    /// A zeroed `T`, then `extra` zeroed bytes starting on a page boundary.
+    pub(crate) fn new(extra: usize) -> Result<Self, ShmError> {
+        const PAGE: usize = 4096;
+        let extra_at = size_of::<T>().div_ceil(PAGE) * PAGE;
+        let size = extra_at.checked_add(extra).ok_or(ShmError::TooLarge {
+            len: extra,
+            element_size: 1,
+        })?;
+        Ok(Placed {
+            segment: std::sync::Arc::new(Segment::new(size.max(1))?),
+            extra_at,
+            _type: PhantomData,
+        })
+    }
+
+    /// The shared `T`.
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: the segment is page-aligned (so aligned for `T`), at least
+        // `size_of::<T>()` bytes long, zero-filled at creation (a valid `T`: `Zeroed`)
+        // and mapped while `self.segment` lives; `T` is `Sync` through atomics, so
+        // shared references to it are sound in every process that maps it.
+        unsafe { &*self.segment.as_ptr().cast::<T>() }
+    }
+
+    /// The first of the `extra` bytes.
+    pub(crate) fn extra(&self) -> *mut u8 {
+        // SAFETY: `extra_at` is within the mapping (its size is `extra_at + extra`).
+        unsafe { self.segment.as_ptr().add(self.extra_at) }
+    }
+}
+
 /// Plain data that may live in shared memory: every bit pattern of its size is a valid
 /// value, zero included, and it holds no pointers (which would mean nothing in
 /// another process).

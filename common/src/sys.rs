@@ -467,13 +467,18 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 
 /// Wakes every process sleeping in [`futex_wait`] on `word`.
 pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    futex_wake(word, i32::MAX);
+}
+
+/// Wakes at most `count` processes sleeping in [`futex_wait`] on `word`.
+pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
     #[cfg(target_os = "linux")]
     // SAFETY: `word` is a valid, aligned 32-bit atomic; FUTEX_WAKE reads no memory.
     unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count);
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = word;
+    let _ = (word, count);
 }
 
 #[cfg(test)]

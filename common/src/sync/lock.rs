@@ -40,6 +40,14 @@ struct Shared {
     depth: AtomicU32,
 }
 
+/// How [`Lock::take_back`] got the lock back.
+pub(super) enum TakenBack {
+    /// Free, or released by its holder.
+    Cleanly,
+    /// From a holder that died holding it (its pid, when recorded).
+    AfterDeathOf(Option<u32>),
+}
+
 /// What can go wrong with a [`Lock`] or an [`RLock`](super::RLock).
 ///
 /// ```
@@ -454,6 +462,41 @@ impl Lock {
             libc::EDEADLK => Err(LockError::AlreadyHeld),
             code => Err(LockError::Os { call, code }),
         }
+    }
+
+    /// For a [`Condition`](super::Condition)'s wait: lets the lock go, however many
+    /// guards this process holds, and returns that depth for [`Lock::take_back`]. The
+    /// caller holds the lock.
+    pub(super) fn let_go(&self) -> u32 {
+        let shared = self.shared();
+        let depth = shared.depth.swap(0, Ordering::Relaxed);
+        shared.holder.store(0, Ordering::Relaxed);
+        // SAFETY: the caller holds the mutex (checked by the Condition before a wait).
+        unsafe {
+            libc::pthread_mutex_unlock(self.mutex());
+        }
+        depth
+    }
+
+    /// After a [`Condition`](super::Condition)'s wait: takes the lock back at `depth`,
+    /// for the guards the caller still has, and says whether its holder died
+    /// meanwhile (this process holds it all the same then).
+    pub(super) fn take_back(&self, depth: u32) -> Result<TakenBack, LockError> {
+        let taken = match self.acquire_blocking(false) {
+            Ok(guard) => {
+                // The caller's guards release it: this one must not.
+                std::mem::forget(guard);
+                TakenBack::Cleanly
+            }
+            Err(LockError::OwnerDied(died)) => {
+                let pid = died.pid();
+                std::mem::forget(died.into_guard());
+                TakenBack::AfterDeathOf(pid)
+            }
+            Err(other) => return Err(other),
+        };
+        self.shared().depth.store(depth, Ordering::Relaxed);
+        Ok(taken)
     }
 
     /// The pid of the process holding the lock, `None` when it is free.

@@ -1,5 +1,6 @@
-//! Locks and a Barrier in shared memory, for processes: Python's
-//! `multiprocessing.Lock`, `multiprocessing.RLock` and `multiprocessing.Barrier`.
+//! Locks, a Barrier and the signalling primitives in shared memory, for processes:
+//! Python's `multiprocessing.Lock`, `RLock`, `Barrier`, `Event`, `Semaphore`,
+//! `BoundedSemaphore` and `Condition`.
 //!
 //! All of them live in a shared-memory segment (see [`crate::shm`]): create them in the
 //! parent, clone them into the children's closures before `start()`.
@@ -41,9 +42,41 @@
 //! ```
 
 mod barrier;
+mod condition;
+mod event;
 mod lock;
 mod rlock;
+mod semaphore;
 
 pub use barrier::{Barrier, BarrierError, BrokenReason};
+pub use condition::{Condition, ConditionError, MAX_WAITERS};
+pub use event::Event;
 pub use lock::{Lock, LockError, LockGuard, OwnerDied};
 pub use rlock::RLock;
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreError};
+
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+/// The longest a waiter of an [`Event`], a [`Semaphore`], a [`Condition`] or a
+/// [`Queue`](crate::queue::Queue) sleeps before it looks again: a wake-up taken to the
+/// grave by a process killed right after it strands the others for this long at most.
+pub(crate) const NAP: Duration = Duration::from_millis(100);
+
+/// Sleeps while `word` holds `expected`, for at most [`NAP`] and not past `deadline`
+/// (`None`: no deadline). Returns `false`, without sleeping, once the deadline has
+/// passed. Spurious returns happen: callers look at their condition again.
+pub(crate) fn nap(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    let left = match deadline {
+        None => NAP,
+        Some(deadline) => {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            (deadline - now).min(NAP)
+        }
+    };
+    crate::sys::futex_wait(word, expected, Some(left));
+    true
+}

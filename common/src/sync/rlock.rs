@@ -110,6 +110,13 @@ impl RLock {
     }
 }
 
+impl RLock {
+    /// The mutex underneath, for a [`Condition`](super::Condition).
+    pub(super) fn lock(&self) -> &Lock {
+        &self.lock
+    }
+}
+
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.holder() {
