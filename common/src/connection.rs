@@ -12,8 +12,16 @@
 //! messages, [`ConnectionError::Truncated`] in the middle of one (its writer died
 //! while sending). A write to a closed end is [`ConnectionError::Broken`], and never a
 //! SIGPIPE (sockets are written with `MSG_NOSIGNAL`). The other end is gone when every
-//! process holding it has closed it or ended: move an end into a child's closure, and
-//! `Process::start` closes the parent's copy once the child is forked.
+//! process holding it has closed it or ended.
+//!
+//! Who holds an end: a child holds the ends moved into its closure, and no other.
+//! `fork()` copies every descriptor, so in Python a child also holds, unseen, every end
+//! its parent kept: a child waiting for its parent to close a pipe holds that pipe open
+//! itself and waits forever, unless it closes its copy by hand. Here
+//! [`Process::start`](crate::process::Process::start) hands the ends over: once the
+//! child is forked, the parent drops the closure (closing its copies of the ends moved
+//! into it) and tells the child which ends it kept; the child closes those before its
+//! target runs. (One pipe and two small messages per start, only while ends exist.)
 //!
 //! ```
 //! use std::time::Duration;
@@ -194,6 +202,90 @@ pub fn pipe_one_way() -> Result<(Connection, Connection), ConnectionError> {
     ))
 }
 
+/// The descriptors of the ends open in this process.
+static OPEN_ENDS: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+
+fn open_ends() -> std::sync::MutexGuard<'static, Vec<RawFd>> {
+    OPEN_ENDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How a starting process hands its ends over to its child (see the module doc): made
+/// before the fork, then used once on each side.
+pub(crate) struct Handover {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Handover {
+    /// `None` when no end is open: then there is nothing to hand over.
+    pub(crate) fn before_fork() -> std::io::Result<Option<Handover>> {
+        if open_ends().is_empty() {
+            return Ok(None);
+        }
+        let (read, write) = sys::pipe()?;
+        Ok(Some(Handover { read, write }))
+    }
+
+    /// In the parent, once the child's closure is dropped: tells the child which ends
+    /// the parent still holds.
+    pub(crate) fn in_parent(self) {
+        let kept: Vec<u8> = open_ends().iter().flat_map(|fd| fd.to_le_bytes()).collect();
+        drop(self.read);
+        let mut written = 0;
+        while written < kept.len() {
+            let rest = &kept[written..];
+            // SAFETY: `rest` is valid for reads of its length; the descriptor is open.
+            let n =
+                unsafe { libc::write(self.write.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+            if n <= 0 {
+                if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return; // the child is gone
+            }
+            written += n as usize;
+        }
+    }
+
+    /// In the child, before its target runs: closes the ends the parent kept.
+    pub(crate) fn in_child(self) {
+        drop(self.write);
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // SAFETY: `chunk` is writable for its length; the descriptor is open.
+            let n = unsafe {
+                libc::read(
+                    self.read.as_raw_fd(),
+                    chunk.as_mut_ptr().cast(),
+                    chunk.len(),
+                )
+            };
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            if n <= 0 {
+                break; // all said (or the parent died: then nothing to close)
+            }
+            bytes.extend_from_slice(&chunk[..n as usize]);
+        }
+        let mut ends = open_ends();
+        for fd in bytes.chunks_exact(4) {
+            let fd = RawFd::from_le_bytes(fd.try_into().expect("4 bytes"));
+            if let Some(at) = ends.iter().position(|&open| open == fd) {
+                ends.swap_remove(at);
+                // SAFETY: `fd` is this child's copy of an end its parent kept; no code
+                // of the child can reach the `Connection` that owns it (it was not
+                // moved into the child's closure), and that `Connection` is never
+                // dropped here (a child leaves with `_exit`).
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
 fn socket_pair() -> Result<(OwnedFd, OwnedFd), ConnectionError> {
     let mut fds: [RawFd; 2] = [-1, -1];
     // SAFETY: `fds` is a valid array of two descriptors for the kernel to fill.
@@ -236,6 +328,7 @@ pub struct Connection {
 
 impl Connection {
     fn new(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        open_ends().push(fd.as_raw_fd());
         Connection {
             fd: Some(fd),
             readable,
@@ -293,7 +386,12 @@ impl Connection {
     /// # Ok::<(), ConnectionError>(())
     /// ```
     pub fn close(&mut self) {
-        self.fd = None;
+        if let Some(fd) = self.fd.take() {
+            let mut ends = open_ends();
+            if let Some(at) = ends.iter().position(|&open| open == fd.as_raw_fd()) {
+                ends.swap_remove(at);
+            }
+        }
     }
 
     fn fd(&self) -> Result<RawFd, ConnectionError> {
@@ -619,6 +717,12 @@ fn truncated(buffer: &[u8]) -> ConnectionError {
             expected: PREFIX,
             got: buffer.len(),
         },
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

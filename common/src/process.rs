@@ -414,6 +414,11 @@ impl Process {
             .ok_or_else(|| ProcessError::AlreadyStarted {
                 name: self.name.clone(),
             })?;
+        let handover =
+            crate::connection::Handover::before_fork().map_err(|e| ProcessError::Os {
+                call: "pipe",
+                code: e.raw_os_error().unwrap_or(libc::EIO),
+            })?;
         sys::flush_std();
 
         // SAFETY: the process is single-threaded (checked just above), so no other
@@ -425,6 +430,9 @@ impl Process {
                 Err(ProcessError::os("fork", errno))
             }
             Ok(ForkResult::Child) => {
+                if let Some(handover) = handover {
+                    handover.in_child();
+                }
                 let setup = ChildSetup {
                     name: self.name.clone(),
                     os_name,
@@ -437,6 +445,9 @@ impl Process {
             Ok(ForkResult::Parent { child }) => {
                 // The parent's copy of the target (and of what it captured) goes now.
                 drop(target);
+                if let Some(handover) = handover {
+                    handover.in_parent();
+                }
                 let child = Arc::new(Child {
                     pid: child,
                     daemon: self.daemon,

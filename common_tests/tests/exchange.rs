@@ -81,6 +81,14 @@ fn eof_comes_at_once_after_the_last_message() {
 }
 
 #[test]
+fn a_child_reads_eof_when_its_parent_closes_the_end_it_kept() {
+    // In Python the child holds a copy of the parent's end and waits forever, unless
+    // it closes that copy itself.
+    let done = fixture(&["pipe-handover"]);
+    assert_eq!(line(&done), "child_saw_eof=true");
+}
+
+#[test]
 fn a_sender_killed_mid_message_gives_truncated_not_a_hang() {
     let done = fixture(&["pipe-truncated"]);
     assert_eq!(line(&done), "truncated expected=16777216 got_less=true");

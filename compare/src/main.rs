@@ -23,13 +23,14 @@ use clap::Parser;
 mod bench;
 
 /// The demos that have a Python counterpart.
-pub(crate) const DEMOS: [&str; 6] = [
+pub(crate) const DEMOS: [&str; 7] = [
     "naming_processes",
     "spawning_processes",
     "killing_processes",
     "background_processes",
     "processes_barrier",
     "process_pool",
+    "exchanging_objects",
 ];
 
 /// Runs a demo in Rust and in Python side by side, or the speed tables (`bench`).
@@ -37,7 +38,8 @@ pub(crate) const DEMOS: [&str; 6] = [
 #[command(version, about)]
 struct Args {
     /// A demo (naming_processes, spawning_processes, killing_processes,
-    /// background_processes, processes_barrier, process_pool), or `bench`.
+    /// background_processes, processes_barrier, process_pool, exchanging_objects), or
+    /// `bench`.
     #[arg(required_unless_present = "all")]
     demo: Option<String>,
     /// Options for both versions of the demo (after `--`).

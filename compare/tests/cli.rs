@@ -150,6 +150,7 @@ fn python_counterparts_take_the_same_options_as_their_rust_twins() {
         "background_processes",
         "processes_barrier",
         "process_pool",
+        "exchanging_objects",
     ] {
         let rust = folder.join(demo);
         if !rust.exists() {

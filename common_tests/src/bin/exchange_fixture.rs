@@ -31,6 +31,7 @@ fn main() -> Result<()> {
         "pipe-echo" => pipe_echo(),
         "pipe-eof" => pipe_eof(),
         "pipe-truncated" => pipe_truncated(),
+        "pipe-handover" => pipe_handover(),
         "event" => event(),
         "semaphore" => semaphore(number(1, 6)?),
         "condition-notify-n" => condition_notify_n(),
@@ -392,6 +393,31 @@ fn pipe_eof() -> Result<()> {
         started.elapsed().as_millis()
     );
     p.join_timeout(LIMIT)?;
+    Ok(())
+}
+
+/// The parent keeps the writing end and a child reads until the end of file: it comes
+/// when the parent closes its end, since the child does not hold a copy of it.
+fn pipe_handover() -> Result<()> {
+    let (mut reader, mut writer) = common::connection::pipe_one_way()?;
+    let p = start(move || {
+        let mut sum = 0u64;
+        loop {
+            match reader.recv::<u64>() {
+                Ok(n) => sum += n,
+                Err(ConnectionError::Eof) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        ensure!(sum == 6, "sum {sum}");
+        Ok(())
+    })?;
+    for n in 1..=3u64 {
+        writer.send(&n)?;
+    }
+    writer.close();
+    let code = p.join_timeout(Duration::from_secs(5))?;
+    println!("child_saw_eof={}", code == Some(0));
     Ok(())
 }
 
