@@ -232,6 +232,52 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
         }
         rows.extend([map, speedup, startup]);
     }
+    for (key, size, label) in [
+        (
+            "queue-8",
+            8usize,
+            "Queue, 1 producer -> 1 consumer, 8-byte items",
+        ),
+        (
+            "queue-4k",
+            4096,
+            "Queue, 1 producer -> 1 consumer, 4 KiB items",
+        ),
+    ] {
+        if !wanted(key) {
+            continue;
+        }
+        let label = format!("{label} (floor: a raw pipe, a write per item)");
+        let mut row = Row::new(key, &label, "k items/s", true);
+        let items = scale(200_000, 20_000) / if size > 8 { 4 } else { 1 };
+        let python_items = (scale(100_000, 10_000) / if size > 8 { 4 } else { 1 }).to_string();
+        for rep in 0..reps {
+            progress(key, rep);
+            row.rust.push(measure::queue_throughput(items, size)? / 1e3);
+            row.floor.push(measure::pipe_throughput(items, size)? / 1e3);
+            let py = ["--row", key, "--count", &python_items];
+            row.python.extend(python("bench_primitives.py", &py, 1e-3));
+        }
+        rows.push(row);
+    }
+    if wanted("pipe-rtt") {
+        let mut row = Row::new(
+            "pipe-rtt",
+            "Pipe round trip of a small value (floor: two raw pipes)",
+            "µs",
+            false,
+        );
+        let (count, python_count) = (scale(20_000, 2_000), scale(10_000, 1_000).to_string());
+        for rep in 0..reps {
+            progress(&row.key, rep);
+            row.rust
+                .push(micros(measure::connection_round_trip(count)?));
+            row.floor.push(micros(measure::raw_pipe_round_trip(count)?));
+            let py = ["--row", "pipe-rtt", "--count", &python_count];
+            row.python.extend(python("bench_primitives.py", &py, 1.0));
+        }
+        rows.push(row);
+    }
     for demo in crate::DEMOS {
         let key = format!("demo-{demo}");
         if !wanted(&key) {
@@ -269,7 +315,7 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
         demo_kit::cli::usage_error(&format!(
             "no row starts with {:?}; rows: start-join, lock-1, lock-1-robust, lock-2, \
              lock-2-robust, barrier-2, barrier-4, pool-map, pool-speedup, pool-startup, \
-             demo-NAME, demo-NAME-rss",
+             queue-8, queue-4k, pipe-rtt, demo-NAME, demo-NAME-rss",
             options.only.as_deref().unwrap_or_default()
         ));
     }

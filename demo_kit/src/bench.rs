@@ -379,3 +379,172 @@ pub fn run_python(script: &str, args: &[String]) -> Option<String> {
     }
     String::from_utf8(output.stdout).ok()
 }
+
+/// One item of the exchange benchmarks: `size` bytes, as Python's `bytes` (a plain
+/// `Vec<u8>` would go through serde one byte at a time).
+fn payload(size: usize) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(vec![0xA5; size])
+}
+
+/// Items per second through a [`Queue`](common::queue::Queue) from one producer
+/// process to one consumer (this process), for items of `size` bytes (a `Vec<u8>`).
+///
+/// # Errors
+/// When the queue or the producer cannot be created, or an item is lost.
+pub fn queue_throughput(items: u32, size: usize) -> anyhow::Result<f64> {
+    let queue = common::queue::Queue::<serde_bytes::ByteBuf>::new()?;
+    let producer_queue = queue.clone();
+    let started = Instant::now();
+    let mut producer = Process::new(move || -> anyhow::Result<()> {
+        let item = payload(size);
+        for _ in 0..items {
+            producer_queue.put(&item)?;
+        }
+        Ok(())
+    })
+    .daemon(true);
+    producer.start()?;
+    for _ in 0..items {
+        let item = queue.get_timeout(Duration::from_secs(60))?;
+        anyhow::ensure!(item.len() == size, "an item of {} bytes", item.len());
+    }
+    let elapsed = started.elapsed();
+    anyhow::ensure!(producer.join()? == 0, "the producer failed");
+    Ok(f64::from(items) / elapsed.as_secs_f64())
+}
+
+/// Creates a pipe, or says why not.
+fn raw_pipe() -> anyhow::Result<[libc::c_int; 2]> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    anyhow::ensure!(made == 0, "pipe: {}", std::io::Error::last_os_error());
+    Ok(fds)
+}
+
+/// Reads exactly `buffer.len()` bytes from `fd`, or fails.
+fn read_exactly(fd: libc::c_int, buffer: &mut [u8]) -> anyhow::Result<()> {
+    let mut got = 0;
+    while got < buffer.len() {
+        let rest = &mut buffer[got..];
+        // SAFETY: `rest` is writable for its length; `fd` is an open pipe.
+        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
+        anyhow::ensure!(n > 0, "read: {}", std::io::Error::last_os_error());
+        got += n as usize;
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` to `fd`, or fails.
+fn write_all(fd: libc::c_int, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut put = 0;
+    while put < bytes.len() {
+        let rest = &bytes[put..];
+        // SAFETY: `rest` is readable for its length; `fd` is an open pipe.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        anyhow::ensure!(n > 0, "write: {}", std::io::Error::last_os_error());
+        put += n as usize;
+    }
+    Ok(())
+}
+
+/// The floor of [`queue_throughput`]: items per second through a raw pipe, one
+/// `write` per item in the producer, one `read` per item here.
+///
+/// # Errors
+/// When the pipe or the producer cannot be created.
+pub fn pipe_throughput(items: u32, size: usize) -> anyhow::Result<f64> {
+    let [read_end, write_end] = raw_pipe()?;
+    let started = Instant::now();
+    let mut producer = Process::new(move || -> anyhow::Result<()> {
+        let item = payload(size);
+        for _ in 0..items {
+            write_all(write_end, &item)?;
+        }
+        Ok(())
+    })
+    .daemon(true);
+    producer.start()?;
+    // SAFETY: the parent's copy of the write end is closed; the child has its own.
+    unsafe { libc::close(write_end) };
+    let mut item = payload(size);
+    for _ in 0..items {
+        read_exactly(read_end, &mut item)?;
+    }
+    let elapsed = started.elapsed();
+    // SAFETY: the read end is ours and no longer used.
+    unsafe { libc::close(read_end) };
+    anyhow::ensure!(producer.join()? == 0, "the producer failed");
+    Ok(f64::from(items) / elapsed.as_secs_f64())
+}
+
+/// Time per round trip of a small value (`u64`) through a [`pipe`](common::connection::pipe)
+/// to a child that sends it back.
+///
+/// # Errors
+/// When the pipe or the child cannot be created, or a message is lost.
+pub fn connection_round_trip(count: u32) -> anyhow::Result<Duration> {
+    let (mut ours, mut childs) = common::connection::pipe()?;
+    let mut echo = Process::new(move || -> anyhow::Result<()> {
+        loop {
+            match childs.recv::<u64>() {
+                Ok(n) => childs.send(&n)?,
+                Err(common::connection::ConnectionError::Eof) => return Ok(()),
+                Err(other) => return Err(other.into()),
+            }
+        }
+    })
+    .daemon(true);
+    echo.start()?;
+    ours.send(&0u64)?;
+    ours.recv::<u64>()?;
+    let started = Instant::now();
+    for n in 0..u64::from(count) {
+        ours.send(&n)?;
+        anyhow::ensure!(ours.recv::<u64>()? == n, "a lost message");
+    }
+    let elapsed = started.elapsed();
+    drop(ours);
+    anyhow::ensure!(echo.join()? == 0, "the echo child failed");
+    Ok(elapsed / count.max(1))
+}
+
+/// The floor of [`connection_round_trip`]: 8 bytes to a child and back through two raw
+/// pipes.
+///
+/// # Errors
+/// When the pipes or the child cannot be created.
+pub fn raw_pipe_round_trip(count: u32) -> anyhow::Result<Duration> {
+    let [to_child_read, to_child_write] = raw_pipe()?;
+    let [to_parent_read, to_parent_write] = raw_pipe()?;
+    let mut echo = Process::new(move || -> anyhow::Result<()> {
+        let mut word = [0u8; 8];
+        for _ in 0..=count {
+            read_exactly(to_child_read, &mut word)?;
+            write_all(to_parent_write, &word)?;
+        }
+        Ok(())
+    })
+    .daemon(true);
+    echo.start()?;
+    let mut word = [0u8; 8];
+    write_all(to_child_write, &word)?;
+    read_exactly(to_parent_read, &mut word)?;
+    let started = Instant::now();
+    for n in 0..u64::from(count) {
+        write_all(to_child_write, &n.to_le_bytes())?;
+        read_exactly(to_parent_read, &mut word)?;
+    }
+    let elapsed = started.elapsed();
+    for fd in [
+        to_child_read,
+        to_child_write,
+        to_parent_read,
+        to_parent_write,
+    ] {
+        // SAFETY: the four ends are ours and no longer used here.
+        unsafe { libc::close(fd) };
+    }
+    anyhow::ensure!(echo.join()? == 0, "the echo child failed");
+    Ok(elapsed / count.max(1))
+}

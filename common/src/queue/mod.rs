@@ -6,8 +6,9 @@
 //! before that thread has flushed them, and a thread in the parent makes every later
 //! `fork()` unsound. This port must keep the parent single-threaded (it forks), so it
 //! needs no thread: an item is encoded (postcard) by the process that puts it and
-//! copied, under a robust [`Lock`], into a ring of shared memory (see `ring.rs`); the
-//! getter decodes it from there. `put` has returned once the item is in the queue: a
+//! copied into a ring of shared memory (see `ring.rs`), under a robust [`Lock`] that
+//! producers share; a getter decodes it from there under a second one that consumers
+//! share, so a put and a get copy their bytes at the same time. `put` has returned once the item is in the queue: a
 //! producer may exit at once, and nothing is lost with it.
 //!
 //! Processes waiting for an item (or for room) sleep on a futex word that every put
@@ -15,17 +16,19 @@
 //! sleeps 100 ms at most before it looks again.
 //!
 //! Killed at any moment, a producer or a consumer leaves the queue usable and whole:
-//! the lock is robust (the next process gets it), and every change is made current by
-//! one store, so the next holder finds either the state before the dead process's
-//! change or the one after. An item a consumer had taken dies with it, as in Python;
+//! the locks are robust (the next process gets the dead one's), and each side's change
+//! is made current by one store, so the next holder finds either the state before the
+//! dead process's change or the one after. An item a consumer had taken dies with it, as in Python;
 //! nothing is taken twice. (Python's queue is protected by a semaphore that nobody can
 //! release once its holder is killed: a consumer killed while it waits in `get()`
 //! holds it, and every other consumer then waits forever.)
 //!
 //! Capacity: `maxsize` items (0: no limit on the count, as Python's default), and a
-//! ring of [`DEFAULT_BYTES`] bytes unless [`Queue::with_capacity`] says otherwise. A
-//! `put` waits while either is full; an item larger than the whole ring is refused
-//! with [`QueueError::TooLarge`] rather than waited for forever.
+//! ring of [`DEFAULT_BYTES`] bytes unless [`Queue::with_capacity`] says otherwise.
+//! Raw bytes go fastest as `serde_bytes::ByteBuf` (Python's `bytes`): serde hands a
+//! plain `Vec<u8>` over one byte at a time. A
+//! `put` waits while either is full; an item larger than half the ring (which might
+//! never find room) is refused with [`QueueError::TooLarge`] rather than waited for.
 //!
 //! ```
 //! use std::time::Duration;
@@ -63,7 +66,7 @@ use serde::de::DeserializeOwned;
 use crate::shm::{Placed, ShmError};
 use crate::sync::{Lock, LockError, LockGuard, nap};
 use crate::sys;
-use ring::{Header, Ring, State};
+use ring::{Header, Ring, between};
 
 /// The ring's size when none is given: 1 MiB.
 ///
@@ -103,10 +106,11 @@ pub enum QueueError {
     /// is closed`).
     #[error("the queue is closed in this process")]
     Closed,
-    /// The item's encoding is larger than the whole ring: it could never be put.
+    /// The item's encoding is larger than half the ring (see [`Queue::with_capacity`]):
+    /// it might never fit.
     #[error(
-        "an item of {len} bytes does not fit in a queue of {capacity} bytes: make the \
-         queue larger with Queue::with_capacity"
+        "an item of {len} bytes is too large for a queue of {capacity} bytes (at most \
+         half of it): make the queue larger with Queue::with_capacity"
     )]
     TooLarge {
         /// The encoded item's size in bytes.
@@ -160,7 +164,10 @@ pub enum QueueError {
 /// ```
 pub struct Queue<T> {
     shared: Placed<Header>,
-    lock: Lock,
+    /// Held by a producer while it writes a record and moves the tail.
+    put_lock: Lock,
+    /// Held by a consumer while it reads a record and moves the head.
+    get_lock: Lock,
     capacity: usize,
     maxsize: usize,
     /// Closed by this handle (Python's `close()` is per process, too).
@@ -176,7 +183,8 @@ impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
         Queue {
             shared: self.shared.clone(),
-            lock: self.lock.clone(),
+            put_lock: self.put_lock.clone(),
+            get_lock: self.get_lock.clone(),
             capacity: self.capacity,
             maxsize: self.maxsize,
             closed: Cell::new(false),
@@ -187,7 +195,7 @@ impl<T> Clone for Queue<T> {
     }
 }
 
-/// The queue's lock, held; a holder that died leaves a consistent queue (see the
+/// A lock of the queue, held; a holder that died leaves a consistent queue (see the
 /// module doc), so its death needs no repair.
 fn locked(lock: &Lock) -> Result<LockGuard, QueueError> {
     match lock.acquire() {
@@ -263,9 +271,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Queue::with_capacity(maxsize, DEFAULT_BYTES)
     }
 
-    /// A queue of at most `maxsize` items (0: no limit) in a ring of `bytes` bytes
-    /// (rounded up to a multiple of 8; at least 64). An item takes its encoded size
-    /// plus 8 to 15 bytes.
+    /// A queue of at most `maxsize` items (0: no limit; below 2^24) in a ring of
+    /// `bytes` bytes (rounded up to a power of two, from 64 bytes to 64 MiB). An item
+    /// takes its encoded size plus 8 to 15 bytes, and may take half the ring at most.
     ///
     /// ```
     /// use common::queue::{Queue, QueueError};
@@ -278,17 +286,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// As [`Queue::new`].
     pub fn with_capacity(maxsize: usize, bytes: usize) -> Result<Queue<T>, QueueError> {
-        let capacity = bytes
-            .max(64)
-            .checked_next_multiple_of(8)
-            .ok_or(ShmError::TooLarge {
-                len: bytes,
-                element_size: 1,
-            })?;
+        if bytes > ring::MAX_CAPACITY || maxsize as u64 >= ring::COUNT_MODULUS {
+            return Err(QueueError::TooLarge {
+                len: bytes.max(maxsize),
+                capacity: ring::MAX_CAPACITY,
+            });
+        }
+        let capacity = bytes.max(64).next_power_of_two();
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Queue {
             shared: Placed::new(capacity)?,
-            lock: Lock::new()?,
+            put_lock: Lock::new()?,
+            get_lock: Lock::new()?,
             capacity,
             maxsize,
             closed: Cell::new(false),
@@ -300,8 +309,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn ring(&self) -> Ring<'_> {
         // SAFETY: the segment holds the header and then `capacity` bytes (see
-        // `with_capacity`), page-aligned, mapped while `self.shared` lives; the ring's
-        // records are only touched by the holder of `self.lock` (every caller below).
+        // `with_capacity`), page-aligned, mapped while `self.shared` lives, a power of
+        // two within bounds; every caller below pushes under the put lock and pops
+        // under the get lock.
         unsafe { Ring::new(self.shared.get(), self.shared.extra(), self.capacity) }
     }
 
@@ -370,7 +380,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let mut encoded = self.encoded.borrow_mut();
         encoded.clear();
         postcard::to_io(item, &mut *encoded).map_err(|e| QueueError::Encode(e.to_string()))?;
-        if ring::footprint(encoded.len()) > self.capacity as u64 {
+        if ring::footprint(encoded.len()) > self.capacity as u64 / 2 {
             return Err(QueueError::TooLarge {
                 len: encoded.len(),
                 capacity: self.capacity,
@@ -379,26 +389,23 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let deadline = deadline.flatten();
         let header = self.shared.get();
         loop {
-            let guard = locked(&self.lock)?;
+            let guard = locked(&self.put_lock)?;
             let ring = self.ring();
-            let state = ring.state();
-            let counted_full = self.maxsize > 0 && state.count >= self.maxsize as u64;
-            if !counted_full {
-                if let Some(next) = ring.push(state, &encoded) {
-                    ring.commit(next);
-                    header.items.fetch_add(1, Ordering::SeqCst);
-                    let wake = header.getters.load(Ordering::SeqCst) > 0;
-                    drop(guard);
-                    if wake {
-                        sys::futex_wake(&header.items, 1);
-                    }
-                    return Ok(());
+            // Read before looking for room: a get that makes room after it bumps it.
+            let seen = header.room.load(Ordering::SeqCst);
+            let counted_full = self.maxsize > 0 && ring.len() >= self.maxsize as u64;
+            if !counted_full && ring.push(&encoded) {
+                header.items.fetch_add(1, Ordering::SeqCst);
+                let wake = header.getters.load(Ordering::SeqCst) > 0;
+                drop(guard);
+                if wake {
+                    sys::futex_wake(&header.items, 1);
                 }
+                return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(QueueError::Full);
             }
-            let seen = header.room.load(Ordering::SeqCst);
             drop(guard);
             wait_for_change(&header.room, seen, &header.putters, self.spin, deadline);
         }
@@ -457,17 +464,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         let deadline = deadline.flatten();
         let header = self.shared.get();
         loop {
-            let guard = locked(&self.lock)?;
+            let guard = locked(&self.get_lock)?;
             let ring = self.ring();
-            let state = ring.state();
+            // Read before looking for an item: a put that brings one after it bumps it.
+            let seen = header.items.load(Ordering::SeqCst);
             let popped = ring
-                .pop(state, |bytes| postcard::from_bytes::<T>(bytes))
+                .pop(|bytes| postcard::from_bytes::<T>(bytes))
                 .map_err(|c| QueueError::Corrupt {
                     at: c.at,
                     len: c.len,
                 })?;
-            if let Some((item, next)) = popped {
-                ring.commit(next);
+            if let Some(item) = popped {
                 header.room.fetch_add(1, Ordering::SeqCst);
                 let wake = header.putters.load(Ordering::SeqCst) > 0;
                 drop(guard);
@@ -479,14 +486,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(QueueError::Empty);
             }
-            let seen = header.items.load(Ordering::SeqCst);
             drop(guard);
             wait_for_change(&header.items, seen, &header.getters, self.spin, deadline);
         }
-    }
-
-    fn snapshot(&self) -> State {
-        self.ring().state()
     }
 
     /// The number of items in the queue now (Python's `q.qsize()`): approximate, as
@@ -499,7 +501,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), common::queue::QueueError>(())
     /// ```
     pub fn qsize(&self) -> usize {
-        usize::try_from(self.snapshot().count).unwrap_or(usize::MAX)
+        usize::try_from(self.ring().len()).unwrap_or(usize::MAX)
     }
 
     /// Whether the queue is empty now (Python's `q.empty()`; approximate).
@@ -553,7 +555,7 @@ impl<T> fmt::Debug for Queue<T> {
         write!(
             f,
             "<Queue(qsize={}, maxsize={}, bytes={})>",
-            ring.state().count,
+            ring.len(),
             self.maxsize,
             self.capacity
         )
@@ -584,7 +586,7 @@ impl<T> fmt::Debug for Queue<T> {
 /// for n in 0..3 {
 ///     tasks.put(n)?;
 /// }
-/// assert!(tasks.join_timeout(Duration::from_secs(20))?, "every task done");
+/// assert!(tasks.join_timeout(Duration::from_secs(20)), "every task done");
 /// worker.join_timeout(Duration::from_secs(20))?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -620,7 +622,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// ```
     /// let tasks = common::queue::JoinableQueue::<u8>::new()?;
-    /// tasks.join()?; // nothing put: nothing to wait for
+    /// tasks.join(); // nothing put: nothing to wait for
     /// # Ok::<(), common::queue::QueueError>(())
     /// ```
     ///
@@ -665,21 +667,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     pub fn task_done(&self) -> Result<(), QueueError> {
         let queue = &self.queue;
         let header = queue.shared.get();
-        let guard = locked(&queue.lock)?;
-        let ring = queue.ring();
-        let state = ring.state();
-        if state.done >= state.puts {
-            return Err(QueueError::TaskDoneTooManyTimes);
-        }
-        ring.commit(State {
-            done: state.done + 1,
-            ..state
-        });
-        if state.done + 1 == state.puts {
+        let puts = queue.ring().tail().count;
+        // One atomic step: a process killed here leaves the count before or after.
+        let before = header
+            .done
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |done| {
+                (between(done, puts) > 0).then_some((done + 1) % ring::COUNT_MODULUS)
+            })
+            .map_err(|_| QueueError::TaskDoneTooManyTimes)?;
+        if between(before, puts) == 1 {
             header.finished.fetch_add(1, Ordering::SeqCst);
-            let wake = header.joiners.load(Ordering::SeqCst) > 0;
-            drop(guard);
-            if wake {
+            if header.joiners.load(Ordering::SeqCst) > 0 {
                 sys::futex_wake_all(&header.finished);
             }
         }
@@ -693,14 +691,11 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// tasks.put(1)?;
     /// tasks.get()?;
     /// tasks.task_done()?;
-    /// tasks.join()?;
+    /// tasks.join();
     /// # Ok::<(), common::queue::QueueError>(())
     /// ```
-    ///
-    /// # Errors
-    /// [`QueueError::Lock`] when the lock fails.
-    pub fn join(&self) -> Result<(), QueueError> {
-        self.join_until(None).map(drop)
+    pub fn join(&self) {
+        self.join_until(None);
     }
 
     /// Waits at most `timeout` for every task to be done: whether they are. (Python's
@@ -711,30 +706,29 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// let tasks = common::queue::JoinableQueue::<u8>::new()?;
     /// tasks.put(1)?;
-    /// assert!(!tasks.join_timeout(Duration::from_millis(10))?, "one task is not done");
+    /// assert!(!tasks.join_timeout(Duration::from_millis(10)), "one task is not done");
     /// # Ok::<(), common::queue::QueueError>(())
     /// ```
-    ///
-    /// # Errors
-    /// As [`JoinableQueue::join`].
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, QueueError> {
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.join_until(Instant::now().checked_add(timeout))
     }
 
-    fn join_until(&self, deadline: Option<Instant>) -> Result<bool, QueueError> {
+    fn join_until(&self, deadline: Option<Instant>) -> bool {
         let queue = &self.queue;
         let header = queue.shared.get();
         loop {
-            let guard = locked(&queue.lock)?;
-            let state = queue.ring().state();
-            if state.done == state.puts {
-                return Ok(true);
+            // Read before looking: the last task_done bumps it after its count.
+            let seen = header.finished.load(Ordering::SeqCst);
+            let unfinished = between(
+                header.done.load(Ordering::SeqCst),
+                queue.ring().tail().count,
+            );
+            if unfinished == 0 {
+                return true;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(false);
+                return false;
             }
-            let seen = header.finished.load(Ordering::SeqCst);
-            drop(guard);
             wait_for_change(&header.finished, seen, &header.joiners, false, deadline);
         }
     }
@@ -800,7 +794,8 @@ mod tests {
         let strings = Queue::<String>::new().unwrap();
         let numbers: Queue<Vec<u64>> = Queue {
             shared: strings.shared.clone(),
-            lock: strings.lock.clone(),
+            put_lock: strings.put_lock.clone(),
+            get_lock: strings.get_lock.clone(),
             capacity: strings.capacity,
             maxsize: 0,
             closed: Cell::new(false),

@@ -1,19 +1,22 @@
-//! The bytes of a [`Queue`](super::Queue): records in a ring of shared memory, and a
-//! state that changes with one store.
+//! The bytes of a [`Queue`](super::Queue): records in a ring of shared memory, written
+//! by producers and read by consumers at the same time, each side's change made
+//! current with one store.
 //!
 //! A record is an 8-byte header (its length) and its bytes, padded to 8. Positions
-//! only grow (the ring index is the position modulo the capacity); a record that does
-//! not fit before the end of the ring is preceded by a wrap marker and starts at the
-//! next turn. An empty ring starts its next record at a turn, so any record no larger
-//! than the capacity fits once the ring is empty.
+//! only grow (modulo 2^40; the ring index is the position modulo the capacity, a
+//! power of two); a record that does not fit before the end of the ring is preceded
+//! by a wrap marker and starts at the next turn. A record at most half the capacity
+//! fits in an empty ring wherever its turn stands, so it never waits forever.
 //!
-//! Every change is made by the holder of the queue's lock, in two steps: first the
-//! bytes (a record written past the tail, which nobody reads yet), then the state —
-//! head, tail, count and the task counters — written whole into the spare of two
-//! copies and made current with one atomic store. A process killed at any instant
-//! leaves either the old state or the new one, never a mix: the next holder (told by
-//! the robust lock that its holder died) finds a consistent queue, and a half-written
-//! record is simply past the tail.
+//! Two sides, two locks: producers (holding the put lock) write a record past the
+//! tail, where no consumer reads, then publish the new tail; consumers (holding the
+//! get lock) read the record at the head, where no producer writes, then publish the
+//! new head. So a put and a get copy their bytes at the same time. Each side's state
+//! is one 64-bit word — its position (40 bits) and how many records it has passed
+//! (24 bits) — published with one atomic store: a process killed at any instant leaves
+//! its side either before its change or after it, never half-way. The next holder of
+//! that side's robust lock finds a consistent queue, and a half-written record is
+//! simply past the tail.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -23,52 +26,55 @@ use crate::shm::Zeroed;
 const WRAP: u32 = u32::MAX;
 /// The size of a record header.
 const HEADER: u64 = 8;
+/// Bits of a side's word that count records.
+const COUNT_BITS: u32 = 24;
+/// Records counted modulo this: a queue holds fewer (see [`MAX_CAPACITY`]).
+pub(super) const COUNT_MODULUS: u64 = 1 << COUNT_BITS;
+/// Positions are kept modulo this (a multiple of every capacity).
+const POSITION_MODULUS: u64 = 1 << (64 - COUNT_BITS);
+/// The largest ring: its records (8 bytes at least) can be counted in 24 bits.
+pub(super) const MAX_CAPACITY: usize = 1 << 26;
 
-/// A queue's state: everything that one commit changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(super) struct State {
-    /// Position of the oldest record.
-    pub(super) head: u64,
-    /// Position after the newest record.
-    pub(super) tail: u64,
-    /// Records between head and tail.
+/// One side's state: where it is, and how many records it has passed (both wrapping).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Side {
+    pub(super) position: u64,
     pub(super) count: u64,
-    /// Items ever put (a `JoinableQueue`'s unfinished tasks are `puts - done`).
-    pub(super) puts: u64,
-    /// Tasks ever marked done.
-    pub(super) done: u64,
 }
 
-/// One copy of the state, in shared memory.
-#[repr(C)]
-struct StateCopy([AtomicU64; 5]);
-
-impl StateCopy {
-    fn load(&self) -> State {
-        let [head, tail, count, puts, done] = self.0.each_ref().map(|w| w.load(Ordering::Acquire));
-        State {
-            head,
-            tail,
-            count,
-            puts,
-            done,
+impl Side {
+    fn unpack(word: u64) -> Side {
+        Side {
+            position: word >> COUNT_BITS,
+            count: word & (COUNT_MODULUS - 1),
         }
     }
 
-    fn store(&self, state: State) {
-        let words = [state.head, state.tail, state.count, state.puts, state.done];
-        for (word, value) in self.0.iter().zip(words) {
-            word.store(value, Ordering::Release);
-        }
+    fn pack(self) -> u64 {
+        (self.position % POSITION_MODULUS) << COUNT_BITS | (self.count % COUNT_MODULUS)
     }
+}
+
+/// `later - earlier` for wrapping positions.
+fn distance(earlier: u64, later: u64) -> u64 {
+    later.wrapping_sub(earlier) % POSITION_MODULUS
+}
+
+/// `puts - gets` for wrapping counts: how many records are in the ring (or, with
+/// `done` for `gets`, how many tasks are unfinished).
+pub(super) fn between(earlier: u64, later: u64) -> u64 {
+    later.wrapping_sub(earlier) % COUNT_MODULUS
 }
 
 /// The shared header of a queue, before its ring.
 #[repr(C)]
 pub(super) struct Header {
-    /// Which of `copies` is the state (0 or 1).
-    current: AtomicU32,
-    copies: [StateCopy; 2],
+    /// The producers' side: the tail, and the records ever put.
+    tail: AtomicU64,
+    /// The consumers' side: the head, and the records ever taken.
+    head: AtomicU64,
+    /// Tasks marked done (a `JoinableQueue`), counted as the sides are.
+    pub(super) done: AtomicU64,
     /// Bumped by every put: the futex of getters waiting for an item.
     pub(super) items: AtomicU32,
     /// Bumped by every get: the futex of putters waiting for room.
@@ -103,16 +109,18 @@ fn padded(len: u64) -> u64 {
     len.div_ceil(8) * 8
 }
 
-/// The bytes a record of `len` bytes takes, header included.
+/// The bytes a record of `len` bytes takes, header included. The queue refuses a
+/// record that takes more than half the ring (see the module doc).
 pub(super) fn footprint(len: usize) -> u64 {
     HEADER + padded(len as u64)
 }
 
 impl<'a> Ring<'a> {
     /// # Safety
-    /// `bytes` points to `capacity` bytes of shared memory, a multiple of 8 bytes
-    /// long and 8-aligned, mapped while the ring is used; whoever calls the methods
-    /// that read or write records holds the queue's lock.
+    /// `bytes` points to `capacity` bytes of shared memory, 8-aligned, mapped while
+    /// the ring is used; `capacity` is a power of two from 64 to [`MAX_CAPACITY`].
+    /// Whoever calls [`push`](Ring::push) holds the put lock, whoever calls
+    /// [`pop`](Ring::pop) the get lock.
     pub(super) unsafe fn new(header: &'a Header, bytes: *mut u8, capacity: usize) -> Ring<'a> {
         Ring {
             header,
@@ -121,18 +129,20 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// The current state. Without the lock, a snapshot that may be stale by the time
-    /// it is used (good enough for `qsize`, which Python calls approximate too).
-    pub(super) fn state(&self) -> State {
-        let current = self.header.current.load(Ordering::Acquire) as usize & 1;
-        self.header.copies[current].load()
+    /// The producers' side now.
+    pub(super) fn tail(&self) -> Side {
+        Side::unpack(self.header.tail.load(Ordering::SeqCst))
     }
 
-    /// Makes `state` the current state, with one store.
-    pub(super) fn commit(&self, state: State) {
-        let spare = (self.header.current.load(Ordering::Acquire) as usize & 1) ^ 1;
-        self.header.copies[spare].store(state);
-        self.header.current.store(spare as u32, Ordering::Release);
+    /// The consumers' side now.
+    pub(super) fn head(&self) -> Side {
+        Side::unpack(self.header.head.load(Ordering::SeqCst))
+    }
+
+    /// Records in the ring now (a snapshot: either side may move the next moment).
+    pub(super) fn len(&self) -> u64 {
+        let head = self.head();
+        between(head.count, self.tail().count)
     }
 
     fn at(&self, position: u64) -> *mut u8 {
@@ -140,77 +150,71 @@ impl<'a> Ring<'a> {
         unsafe { self.bytes.add((position % self.capacity) as usize) }
     }
 
-    /// Writes a record of `bytes` past the tail of `state`, and returns the state
-    /// that makes it the newest item, or `None` when there is no room for it now.
-    pub(super) fn push(&self, state: State, bytes: &[u8]) -> Option<State> {
+    /// Writes a record of `bytes` past the tail and publishes it; `false` when there is
+    /// no room for it now. The caller holds the put lock.
+    pub(super) fn push(&self, bytes: &[u8]) -> bool {
         let need = footprint(bytes.len());
-        let mut state = state;
-        if state.count == 0 {
-            // Empty: start at a turn, so that any record up to the capacity fits.
-            state.tail = state.tail.next_multiple_of(self.capacity);
-            state.head = state.tail;
-        }
-        let left_in_turn = self.capacity - state.tail % self.capacity;
+        let tail = self.tail();
+        let head = self.head();
+        let left_in_turn = self.capacity - tail.position % self.capacity;
         let wrap = if left_in_turn < need { left_in_turn } else { 0 };
-        let new_tail = state.tail + wrap + need;
-        if new_tail - state.head > self.capacity {
-            return None;
+        if distance(head.position, tail.position) + wrap + need > self.capacity {
+            return false;
         }
-        // SAFETY: the header positions are 8-aligned and inside the ring, with `need`
-        // bytes after the record's start before the end of the turn; the region past
-        // the tail is read by nobody until the commit, and only the lock holder writes.
+        // SAFETY: the region from the tail on is free (checked just above) and read by
+        // no consumer until the tail is published below; only the put lock's holder
+        // writes there. Record starts are 8-aligned with `need` bytes left in the turn.
         unsafe {
             if wrap > 0 {
-                self.at(state.tail).cast::<u32>().write(WRAP);
+                self.at(tail.position).cast::<u32>().write(WRAP);
             }
-            let start = self.at(state.tail + wrap);
+            let start = self.at(tail.position + wrap);
             start.cast::<u32>().write(bytes.len() as u32);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), start.add(HEADER as usize), bytes.len());
         }
-        Some(State {
-            tail: new_tail,
-            count: state.count + 1,
-            puts: state.puts + 1,
-            ..state
-        })
+        let published = Side {
+            position: tail.position + wrap + need,
+            count: tail.count + 1,
+        };
+        self.header.tail.store(published.pack(), Ordering::SeqCst);
+        true
     }
 
-    /// Hands the oldest record's bytes to `read` and returns its result with the state
-    /// that drops the record; `None` when the ring is empty.
-    pub(super) fn pop<R>(
-        &self,
-        state: State,
-        read: impl FnOnce(&[u8]) -> R,
-    ) -> Result<Option<(R, State)>, Corrupt> {
-        if state.count == 0 {
+    /// Hands the oldest record's bytes to `read`, then drops the record and publishes
+    /// the new head; `None` when the ring is empty. The caller holds the get lock.
+    pub(super) fn pop<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, Corrupt> {
+        let head = self.head();
+        let tail = self.tail();
+        if head.position == tail.position {
             return Ok(None);
         }
-        let mut head = state.head;
-        // SAFETY: committed records lie between head and tail, written whole before
-        // their commit; only the lock holder reads or writes them. Every length read
-        // is checked against the turn before the bytes behind it are touched.
+        let mut at = head.position;
+        // SAFETY: published records lie between head and tail, written whole before
+        // the tail was published; no producer writes there until the head moves past
+        // them. Every length is checked against the turn and the tail before the
+        // bytes behind it are touched.
         unsafe {
-            let mut len = self.at(head).cast::<u32>().read();
+            let mut len = self.at(at).cast::<u32>().read();
             if len == WRAP {
-                head += self.capacity - head % self.capacity;
-                len = self.at(head).cast::<u32>().read();
+                at += self.capacity - at % self.capacity;
+                len = self.at(at).cast::<u32>().read();
             }
             let len = u64::from(len);
-            let left_in_turn = self.capacity - head % self.capacity;
-            if HEADER + len > left_in_turn || head + footprint(len as usize) > state.tail {
-                return Err(Corrupt { at: head, len });
+            let left_in_turn = self.capacity - at % self.capacity;
+            let end = at + footprint(len as usize);
+            if HEADER + len > left_in_turn
+                || distance(head.position, end) > distance(head.position, tail.position)
+            {
+                return Err(Corrupt { at, len });
             }
-            let bytes =
-                std::slice::from_raw_parts(self.at(head).add(HEADER as usize), len as usize);
+            let bytes = std::slice::from_raw_parts(self.at(at).add(HEADER as usize), len as usize);
             let result = read(bytes);
-            Ok(Some((
-                result,
-                State {
-                    head: head + footprint(len as usize),
-                    count: state.count - 1,
-                    ..state
-                },
-            )))
+            let published = Side {
+                position: end,
+                count: head.count + 1,
+            };
+            self.header.head.store(published.pack(), Ordering::SeqCst);
+            Ok(Some(result))
         }
     }
 }
@@ -226,15 +230,14 @@ mod tests {
 
     fn ring_in<'a>(memory: &'a mut [u64], header: &'a Header) -> Ring<'a> {
         let capacity = memory.len() * 8;
-        // SAFETY: `memory` is 8-aligned, `capacity` bytes long and borrowed for the
-        // ring's life; the tests run in one thread, which stands for the lock holder.
+        // SAFETY: `memory` is 8-aligned, `capacity` bytes long (a power of two) and
+        // borrowed for the ring's life; the test's one thread holds both "locks".
         unsafe { Ring::new(header, memory.as_mut_ptr().cast(), capacity) }
     }
 
     fn pop_all(ring: &Ring<'_>) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        while let Some((bytes, state)) = ring.pop(ring.state(), <[u8]>::to_vec).unwrap() {
-            ring.commit(state);
+        while let Some(bytes) = ring.pop(<[u8]>::to_vec).unwrap() {
             out.push(bytes);
         }
         out
@@ -248,41 +251,62 @@ mod tests {
         for round in 0..20u8 {
             let a = vec![round; 13]; // 24 bytes with its header
             let b = vec![round + 100; 5]; // 16 bytes
-            let state = ring.push(ring.state(), &a).expect("room for a");
-            ring.commit(state);
-            let state = ring.push(ring.state(), &b).expect("room for b");
-            ring.commit(state);
+            assert!(ring.push(&a), "room for a");
+            assert!(ring.push(&b), "room for b");
+            assert_eq!(ring.len(), 2);
             assert_eq!(pop_all(&ring), [a, b]);
         }
-        let state = ring.state();
-        assert_eq!((state.puts, state.count), (40, 0));
+        assert_eq!((ring.tail().count, ring.len()), (40, 0));
     }
 
     #[test]
-    fn a_full_ring_says_so_and_an_empty_one_takes_a_record_as_large_as_itself() {
+    fn a_full_ring_says_so_and_an_empty_one_takes_a_record_of_half_its_size() {
         let header = zeroed_header();
         let mut memory = vec![0u64; 8];
         let ring = ring_in(&mut memory, &header);
-        let state = ring.push(ring.state(), &[1; 30]).unwrap(); // 40 bytes
-        ring.commit(state);
-        assert!(ring.push(ring.state(), &[2; 30]).is_none(), "no room");
-        assert_eq!(pop_all(&ring).len(), 1);
-        let state = ring.push(ring.state(), &[3; 56]).expect("the whole ring");
-        ring.commit(state);
-        assert_eq!(pop_all(&ring), [vec![3; 56]]);
+        // Leave the empty ring's tail at every offset of the turn in turn.
+        for _ in 0..8 {
+            assert!(
+                ring.push(&[2; 24]),
+                "half the ring, from {}",
+                ring.tail().position
+            );
+            assert!(!ring.push(&[3; 40]), "no room");
+            assert_eq!(pop_all(&ring), [vec![2; 24]]);
+            assert!(ring.push(&[]));
+            assert_eq!(pop_all(&ring).len(), 1);
+        }
     }
 
     #[test]
-    fn an_uncommitted_record_is_not_there_and_a_bad_length_is_caught() {
+    fn positions_and_counts_wrap_without_harm() {
         let header = zeroed_header();
+        let near_the_end = Side {
+            position: POSITION_MODULUS - 64,
+            count: COUNT_MODULUS - 1,
+        };
+        header.tail.store(near_the_end.pack(), Ordering::SeqCst);
+        header.head.store(near_the_end.pack(), Ordering::SeqCst);
         let mut memory = vec![0u64; 8];
         let ring = ring_in(&mut memory, &header);
-        let _never_committed = ring.push(ring.state(), &[9; 8]).unwrap();
-        assert!(ring.pop(ring.state(), |_| ()).unwrap().is_none());
-        let state = ring.push(ring.state(), &[7; 8]).unwrap();
-        ring.commit(state);
+        for round in 0..10u8 {
+            assert!(ring.push(&[round; 20]));
+            assert!(ring.push(&[round; 4]));
+            assert_eq!(ring.len(), 2);
+            assert_eq!(pop_all(&ring), [vec![round; 20], vec![round; 4]]);
+        }
+    }
+
+    #[test]
+    fn an_unpublished_record_is_not_there_and_a_bad_length_is_caught() {
+        let header = zeroed_header();
+        let mut memory = vec![0u64; 8];
+        {
+            let ring = ring_in(&mut memory, &header);
+            assert!(ring.push(&[7; 8]));
+        }
         memory[0] = 1000; // a length past the turn
         let ring = ring_in(&mut memory, &header);
-        assert!(ring.pop(ring.state(), |_| ()).is_err());
+        assert!(ring.pop(|_| ()).is_err());
     }
 }

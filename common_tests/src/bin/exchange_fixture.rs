@@ -323,12 +323,12 @@ fn joinable() -> Result<()> {
     for n in 0..10 {
         tasks.put(Some(n))?;
     }
-    ensure!(tasks.join_timeout(LIMIT)?, "join timed out");
+    ensure!(tasks.join_timeout(LIMIT), "join timed out");
     let all_done = done.to_vec().iter().all(|&d| d == 1);
     for _ in &workers {
         tasks.put(None)?;
     }
-    ensure!(tasks.join_timeout(LIMIT)?, "join timed out on the stops");
+    ensure!(tasks.join_timeout(LIMIT), "join timed out on the stops");
     for p in &workers {
         ensure!(p.join_timeout(LIMIT)? == Some(0), "a worker failed");
     }
