@@ -8,7 +8,9 @@
 //! reasons, are in the repository's `ARCHITECTURE.md`. In short: [`Process`] with
 //! Python's lifecycle; [`shm::SharedArray`], [`shm::SharedValue`] and
 //! [`shm::LockedArray`] for `Array` and `Value`; [`sync::Lock`], [`sync::RLock`] and
-//! [`sync::Barrier`]; and [`Pool`].
+//! [`sync::Barrier`]; [`sync::Event`], [`sync::Semaphore`], [`sync::BoundedSemaphore`]
+//! and [`sync::Condition`]; [`queue::Queue`] and [`queue::JoinableQueue`];
+//! [`connection::pipe`] and its [`connection::Connection`]s; and [`Pool`].
 //!
 //! Forking is only sound in a single-threaded process, so [`process::Process::start`]
 //! refuses with an error when other threads run.
@@ -40,5 +42,8 @@ pub mod workload;
 
 pub use pool::{Pool, PoolError};
 pub use process::{Process, ProcessError, current_process};
+pub use queue::{JoinableQueue, Queue, QueueError};
 pub use shm::{SharedArray, SharedValue};
-pub use sync::{Barrier, BarrierError, Lock, LockError, RLock};
+pub use sync::{
+    Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
+};
