@@ -54,7 +54,7 @@
 mod ring;
 
 use std::borrow::Borrow;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -172,8 +172,6 @@ pub struct Queue<T> {
     maxsize: usize,
     /// Closed by this handle (Python's `close()` is per process, too).
     closed: Cell<bool>,
-    /// The encoding of the item being put, kept between puts.
-    encoded: RefCell<Vec<u8>>,
     spin: bool,
     _items: PhantomData<fn(T) -> T>,
 }
@@ -188,7 +186,6 @@ impl<T> Clone for Queue<T> {
             capacity: self.capacity,
             maxsize: self.maxsize,
             closed: Cell::new(false),
-            encoded: RefCell::new(Vec::new()),
             spin: self.spin,
             _items: PhantomData,
         }
@@ -301,7 +298,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             capacity,
             maxsize,
             closed: Cell::new(false),
-            encoded: RefCell::new(Vec::new()),
             spin: cores > 1,
             _items: PhantomData,
         })
@@ -377,12 +373,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// express), `Some(Some(instant))` until then.
     fn put_until(&self, item: &T, deadline: Option<Option<Instant>>) -> Result<(), QueueError> {
         self.check_open()?;
-        let mut encoded = self.encoded.borrow_mut();
-        encoded.clear();
-        postcard::to_io(item, &mut *encoded).map_err(|e| QueueError::Encode(e.to_string()))?;
-        if ring::footprint(encoded.len()) > self.capacity as u64 / 2 {
+        // Measured first, then encoded straight into the ring: one copy, not two.
+        let len = postcard::experimental::serialized_size(item)
+            .map_err(|e| QueueError::Encode(e.to_string()))?;
+        if ring::footprint(len) > self.capacity as u64 / 2 {
             return Err(QueueError::TooLarge {
-                len: encoded.len(),
+                len,
                 capacity: self.capacity,
             });
         }
@@ -394,7 +390,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             // Read before looking for room: a get that makes room after it bumps it.
             let seen = header.room.load(Ordering::SeqCst);
             let counted_full = self.maxsize > 0 && ring.len() >= self.maxsize as u64;
-            if !counted_full && ring.push(&encoded) {
+            let encode = |place: &mut [u8]| {
+                postcard::to_slice(item, place)
+                    .map(drop)
+                    .map_err(|e| QueueError::Encode(e.to_string()))
+            };
+            if !counted_full && ring.push_with(len, encode)? {
                 header.items.fetch_add(1, Ordering::SeqCst);
                 let wake = header.getters.load(Ordering::SeqCst) > 0;
                 drop(guard);
@@ -799,7 +800,6 @@ mod tests {
             capacity: strings.capacity,
             maxsize: 0,
             closed: Cell::new(false),
-            encoded: RefCell::new(Vec::new()),
             spin: false,
             _items: PhantomData,
         };

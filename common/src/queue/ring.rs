@@ -152,14 +152,30 @@ impl<'a> Ring<'a> {
 
     /// Writes a record of `bytes` past the tail and publishes it; `false` when there is
     /// no room for it now. The caller holds the put lock.
+    #[cfg(test)]
     pub(super) fn push(&self, bytes: &[u8]) -> bool {
-        let need = footprint(bytes.len());
+        let written = self.push_with(bytes.len(), |place| {
+            place.copy_from_slice(bytes);
+            Ok::<(), ()>(())
+        });
+        written == Ok(true)
+    }
+
+    /// Makes room for a record of `len` bytes past the tail, lets `write` fill it, and
+    /// publishes it unless `write` fails: `Ok(false)` when there is no room now. The
+    /// caller holds the put lock.
+    pub(super) fn push_with<E>(
+        &self,
+        len: usize,
+        write: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let need = footprint(len);
         let tail = self.tail();
         let head = self.head();
         let left_in_turn = self.capacity - tail.position % self.capacity;
         let wrap = if left_in_turn < need { left_in_turn } else { 0 };
         if distance(head.position, tail.position) + wrap + need > self.capacity {
-            return false;
+            return Ok(false);
         }
         // SAFETY: the region from the tail on is free (checked just above) and read by
         // no consumer until the tail is published below; only the put lock's holder
@@ -169,15 +185,18 @@ impl<'a> Ring<'a> {
                 self.at(tail.position).cast::<u32>().write(WRAP);
             }
             let start = self.at(tail.position + wrap);
-            start.cast::<u32>().write(bytes.len() as u32);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), start.add(HEADER as usize), bytes.len());
+            start.cast::<u32>().write(len as u32);
+            write(std::slice::from_raw_parts_mut(
+                start.add(HEADER as usize),
+                len,
+            ))?;
         }
         let published = Side {
             position: tail.position + wrap + need,
             count: tail.count + 1,
         };
         self.header.tail.store(published.pack(), Ordering::SeqCst);
-        true
+        Ok(true)
     }
 
     /// Hands the oldest record's bytes to `read`, then drops the record and publishes
