@@ -67,7 +67,10 @@ fn a_pipe_carries_bytes_and_16_mib_and_reads_eof_once_the_child_is_gone() {
     let lines = done.lines();
     assert_eq!(lines[0], "bytes=ok");
     assert!(lines[1].starts_with("poll_empty=ok "), "{lines:?}");
-    assert!(field(lines[1], "waited_ms") >= 100, "{lines:?}");
+    assert!(
+        (100..2000).contains(&field(lines[1], "waited_ms")),
+        "{lines:?}"
+    );
     assert_eq!(lines[2], "big=ok");
     assert_eq!(lines[3], "eof_after_child_ended=ok");
 }
@@ -129,6 +132,6 @@ fn wait_for_sees_the_predicate_come_true_and_times_out_when_it_does_not() {
     let done = fixture(&["condition-wait-for"]);
     let line = line(&done);
     assert!(line.starts_with("reached=true never=false "), "{line}");
-    assert!(field(line, "waited_ms") >= 100, "{line}");
+    assert!((100..2000).contains(&field(line, "waited_ms")), "{line}");
     assert!(line.ends_with("notify_unheld_refused=true"), "{line}");
 }

@@ -755,6 +755,7 @@ mod tests {
             Err(QueueError::Full)
         ));
         assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(started.elapsed() < Duration::from_secs(2), "late");
         for i in 1..=6 {
             assert_eq!(queue.get().unwrap(), i);
         }
@@ -765,6 +766,7 @@ mod tests {
             Err(QueueError::Empty)
         ));
         assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(started.elapsed() < Duration::from_secs(2), "late");
     }
 
     #[test]

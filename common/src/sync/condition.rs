@@ -450,6 +450,7 @@ mod tests {
         let started = Instant::now();
         assert!(!cond.wait_timeout(Duration::from_millis(30)).unwrap());
         assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(started.elapsed() < Duration::from_secs(2), "late");
         assert_eq!(rlock.holder(), Some(std::process::id()));
         drop(inner);
         assert_eq!(rlock.holder(), Some(std::process::id()), "one level left");

@@ -165,6 +165,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(50));
         assert!(!event.wait_timeout(Duration::from_millis(30)));
         assert!(started.elapsed() >= Duration::from_millis(30));
+        assert!(started.elapsed() < Duration::from_secs(2), "late");
         event.set();
         assert_eq!(format!("{event:?}"), "<Event set>");
         assert!(event.wait_timeout(Duration::from_secs(5)));

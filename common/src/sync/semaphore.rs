@@ -323,6 +323,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(50));
         assert!(!sem.acquire_timeout(Duration::from_millis(40)));
         assert!(started.elapsed() >= Duration::from_millis(40));
+        assert!(started.elapsed() < Duration::from_secs(2), "late");
     }
 
     #[test]
