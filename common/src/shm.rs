@@ -131,6 +131,15 @@ impl Segment {
     /// Creates, maps, reserves and unlinks a segment of at least `size` bytes
     /// (page-aligned). Catchable signals wait until the name is unlinked.
     pub(crate) fn new(size: usize) -> Result<Segment, ShmError> {
+        let (segment, fd) = Segment::unreserved(size)?;
+        sys::reserve(&fd, segment.shmem.len()).map_err(|code| ShmError::Create { code })?;
+        Ok(segment)
+    }
+
+    /// As [`Segment::new`], but nothing is reserved yet: the caller reserves the bytes
+    /// it is about to touch with [`sys::reserve`] on the descriptor returned (a byte
+    /// touched unreserved may cost a SIGBUS when `/dev/shm` is full).
+    pub(crate) fn unreserved(size: usize) -> Result<(Segment, std::os::fd::OwnedFd), ShmError> {
         let _held_back = sys::SignalsHeldBack::new();
         let name = unique_name();
         let mut shmem = ShmemConf::new()
@@ -151,8 +160,7 @@ impl Segment {
         let _ = nix::sys::mman::shm_unlink(name.as_str());
         shmem.set_owner(false);
         let fd = fd.map_err(|errno| ShmError::Create { code: errno as i32 })?;
-        sys::reserve(&fd, shmem.len()).map_err(|code| ShmError::Create { code })?;
-        Ok(Segment { shmem })
+        Ok((Segment { shmem }, fd))
     }
 
     /// The first byte of the mapping (page-aligned).

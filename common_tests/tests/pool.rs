@@ -284,3 +284,29 @@ fn max_tasks_per_child_replaces_workers() {
         .unwrap_or(0);
     assert!(used >= 6, "12 chunks, 2 a worker: {line}");
 }
+
+#[test]
+fn map_plain_returns_what_map_returns_for_random_inputs_and_chunk_sizes() {
+    let done = fixture("plain-equals");
+    let line = done.lines()[0];
+    let rounds = test_support::field(line, "rounds");
+    assert!(rounds >= 20, "{line}");
+    assert_eq!(test_support::field(line, "equal"), rounds, "{line}");
+    assert!(line.ends_with("batches_right=true"), "{line}");
+}
+
+#[test]
+fn map_plain_names_the_input_of_a_dead_worker_in_time_and_of_a_panic() {
+    let done = fixture("plain-failures");
+    let lines = done.lines();
+    assert!(
+        lines[0].starts_with("died: index 5 exitcode -9 "),
+        "{lines:?}"
+    );
+    assert!(field(lines[0], "in_ms") < 1000, "{lines:?}");
+    assert_eq!(lines[1], "after: [0, 1, 4, 9, 16]");
+    assert_eq!(lines[2], "failed: index 13");
+    assert_eq!(lines[3], "second batch died: index 4200000");
+    assert_eq!(lines[4], "second batch failed: index 4300000");
+    assert_eq!(lines[5], "after: [0, 1, 4, 9, 16]");
+}

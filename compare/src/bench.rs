@@ -212,6 +212,12 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
             "M tasks/s",
             true,
         );
+        let mut plain = Row::new(
+            "pool-map-plain",
+            "Pool(2).map_plain(square) over a slice, floor: the loop",
+            "M tasks/s",
+            true,
+        );
         let mut speedup = Row::new("pool-speedup", "Pool(2), CPU-heavy tasks", "x", true);
         let mut startup = Row::new("pool-startup", "Pool(2) start-up", "ms", false);
         let inputs_text = inputs.to_string();
@@ -219,7 +225,10 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
             progress("pool", rep);
             let numbers = measure::pool(2, inputs, heavy)?;
             map.rust.push(numbers.map_tasks_per_second / 1e6);
-            map.floor.push(measure::sequential_square(inputs) / 1e6);
+            let floor = measure::sequential_square(inputs) / 1e6;
+            map.floor.push(floor);
+            plain.rust.push(numbers.map_plain_tasks_per_second / 1e6);
+            plain.floor.push(floor);
             speedup
                 .rust
                 .push(numbers.heavy_sequential.as_secs_f64() / numbers.heavy_pooled.as_secs_f64());
@@ -227,10 +236,11 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
             let py = ["--workers", "2", "--inputs", inputs_text.as_str()];
             if let Some((rate, start)) = python_second("bench_pool.py", &py, 1e3) {
                 map.python.push(rate / 1e6);
+                plain.python.push(rate / 1e6);
                 startup.python.push(start);
             }
         }
-        rows.extend([map, speedup, startup]);
+        rows.extend([map, plain, speedup, startup]);
     }
     for (key, size, label) in [
         (
@@ -314,7 +324,7 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
     if rows.is_empty() {
         demo_kit::cli::usage_error(&format!(
             "no row starts with {:?}; rows: start-join, lock-1, lock-1-robust, lock-2, \
-             lock-2-robust, barrier-2, barrier-4, pool-map, pool-speedup, pool-startup, \
+             lock-2-robust, barrier-2, barrier-4, pool-map, pool-map-plain, pool-speedup, pool-startup, \
              queue-8, queue-4k, pipe-rtt, demo-NAME, demo-NAME-rss",
             options.only.as_deref().unwrap_or_default()
         ));

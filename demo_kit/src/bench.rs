@@ -316,6 +316,8 @@ pub fn cpu_heavy(seed: u64) -> u64 {
 pub struct PoolNumbers {
     /// `map(square)` over the inputs: tasks per second.
     pub map_tasks_per_second: f64,
+    /// `map_plain(square)` over the inputs in a slice: tasks per second.
+    pub map_plain_tasks_per_second: f64,
     /// The CPU-heavy tasks, one after the other in this process.
     pub heavy_sequential: Duration,
     /// The same tasks through the pool.
@@ -324,8 +326,8 @@ pub struct PoolNumbers {
     pub startup: Duration,
 }
 
-/// Measures a [`Pool`] of `workers`: `map(square)` over `inputs` inputs (best of
-/// seven), `heavy` calls of [`cpu_heavy`] pooled and sequential, and the start-up time
+/// Measures a [`Pool`] of `workers`: `map(square)` and `map_plain(square)` over
+/// `inputs` inputs (best of seven each), `heavy` calls of [`cpu_heavy`] pooled and sequential, and the start-up time
 /// (best of five).
 ///
 /// # Errors
@@ -347,6 +349,15 @@ pub fn pool(workers: usize, inputs: i64, heavy: u64) -> anyhow::Result<PoolNumbe
         best_map = best_map.min(started.elapsed());
         anyhow::ensure!(squares.len() as i64 == inputs, "map lost results");
     }
+    let slice: Vec<i64> = (0..inputs).collect();
+    pool.map_plain(common::workload::square, &slice)?;
+    let mut best_plain = Duration::MAX;
+    for _ in 0..7 {
+        let started = Instant::now();
+        let squares = pool.map_plain(common::workload::square, &slice)?;
+        best_plain = best_plain.min(started.elapsed());
+        anyhow::ensure!(squares.len() == slice.len(), "map_plain lost results");
+    }
     let started = Instant::now();
     let sequential: Vec<u64> = (0..heavy).map(cpu_heavy).collect();
     let heavy_sequential = started.elapsed();
@@ -356,6 +367,7 @@ pub fn pool(workers: usize, inputs: i64, heavy: u64) -> anyhow::Result<PoolNumbe
     anyhow::ensure!(pooled == sequential, "the pool computed other results");
     Ok(PoolNumbers {
         map_tasks_per_second: inputs as f64 / best_map.as_secs_f64(),
+        map_plain_tasks_per_second: inputs as f64 / best_plain.as_secs_f64(),
         heavy_sequential,
         heavy_pooled,
         startup,

@@ -379,6 +379,25 @@ impl Dispatcher {
         self.queue.retain(|chunk| chunk.call != call);
     }
 
+    /// After job `call` was closed: waits until no worker runs a chunk of it any more,
+    /// and drops its chunks still queued (a dead worker's may have come back), so that
+    /// nothing it would write is still to come.
+    pub(super) fn settle(&mut self, call: u64) -> Result<(), PoolError> {
+        loop {
+            self.queue.retain(|chunk| chunk.call != call);
+            let running = self.workers.iter().any(|worker| {
+                worker
+                    .current
+                    .as_ref()
+                    .is_some_and(|chunk| chunk.call == call)
+            });
+            if !running || self.state == State::Terminated {
+                return Ok(());
+            }
+            self.pump(None)?;
+        }
+    }
+
     /// Feeds each job one more chunk if fewer than two per worker are on their way
     /// (every chunk it has, with `drain`). Returns whether a job could take more, or
     /// a feeder ran out (its job may be complete now): either way, the caller should

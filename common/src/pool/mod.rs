@@ -35,6 +35,7 @@
 //! ```
 
 mod dispatch;
+mod plain;
 mod wire;
 mod worker;
 
@@ -197,6 +198,26 @@ pub trait Data: Serialize + DeserializeOwned + 'static {}
 impl<T: Serialize + DeserializeOwned + 'static> Data for T {}
 
 impl PoolError {
+    /// The error of a batch whose first input is input `first` of its call.
+    fn shifted(self, first: usize) -> PoolError {
+        match self {
+            PoolError::TaskFailed { index, message } => PoolError::TaskFailed {
+                index: index + first,
+                message,
+            },
+            PoolError::WorkerDied {
+                pid,
+                exitcode,
+                index,
+            } => PoolError::WorkerDied {
+                pid,
+                exitcode,
+                index: index + first,
+            },
+            other => other,
+        }
+    }
+
     /// A copy of an error that a job keeps (so that `get_timeout` can give it again).
     fn replay(&self) -> PoolError {
         match self {
@@ -321,8 +342,11 @@ impl PoolBuilder {
             initializer: self.initializer,
             max_tasks: self.max_tasks,
         };
+        // Mapped before the workers are forked, so that they all see it.
+        let arena = plain::Arena::new()?;
         Ok(Pool {
             dispatcher: RefCell::new(Dispatcher::new(workers, setup)?),
+            arena,
         })
     }
 }
@@ -341,6 +365,8 @@ impl PoolBuilder {
 /// ```
 pub struct Pool {
     dispatcher: RefCell<Dispatcher>,
+    /// The shared memory of `map_plain`.
+    arena: plain::Arena,
 }
 
 impl std::fmt::Debug for Pool {

@@ -78,6 +78,16 @@ pub(super) struct Failure {
     message: String,
 }
 
+impl Failure {
+    /// The input at `offset` of the chunk panicked (its message is the last panic's).
+    pub(super) fn panicked_at(offset: u64) -> Failure {
+        Failure {
+            offset,
+            message: take_panic_message(),
+        }
+    }
+}
+
 fn run_chunk<F: Task>(
     task: usize,
     payload: &[u8],
@@ -144,7 +154,7 @@ impl Progress {
         slot.store(value, Ordering::Relaxed);
     }
 
-    fn record(&self, offset: u64) {
+    pub(super) fn record(&self, offset: u64) {
         self.store(self.start + offset + 1);
     }
 }

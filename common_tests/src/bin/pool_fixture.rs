@@ -33,6 +33,8 @@ fn main() -> Result<()> {
         "callbacks" => callbacks(),
         "initializer" => initializer(),
         "max-tasks" => max_tasks(),
+        "plain-equals" => plain_equals(),
+        "plain-failures" => plain_failures(),
         other => bail!("unknown scenario {other:?}"),
     }
 }
@@ -522,5 +524,110 @@ fn max_tasks() -> Result<()> {
         counts.len(),
         counts.values().all(|n| *n <= 2)
     );
+    Ok(())
+}
+
+/// A small random number generator (xorshift), seeded from the clock.
+fn random_numbers(seed: u64, count: usize) -> Vec<i64> {
+    let mut state = seed | 1;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 33) as i64 - (1 << 30)
+        })
+        .collect()
+}
+
+fn mix(x: i64) -> i64 {
+    x.wrapping_mul(31).wrapping_add(x >> 3)
+}
+
+/// `map_plain` returns exactly what `map` returns, over random inputs and chunk sizes,
+/// with one call larger than the arena (done in batches).
+fn plain_equals() -> Result<()> {
+    let pool = Pool::new(2)?;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let mut rounds = 0;
+    let mut equal = 0;
+    for (round, len) in [0usize, 1, 2, 7, 100, 4096, 100_000]
+        .into_iter()
+        .enumerate()
+    {
+        let inputs = random_numbers(seed + round as u64, len);
+        for chunksize in [1usize, 3, 1000, len.max(1)] {
+            if len > 10_000 && chunksize < 100 {
+                continue;
+            }
+            rounds += 1;
+            let plain = pool.map_plain_chunked(mix, &inputs, chunksize)?;
+            let serde = pool.map_chunked(mix, inputs.iter().copied(), chunksize)?;
+            equal += usize::from(plain == serde);
+        }
+        rounds += 1;
+        equal += usize::from(pool.map_plain(mix, &inputs)? == pool.map(mix, inputs.clone())?);
+    }
+    // More than the arena holds at once (64 MiB, 16 bytes an input): in batches.
+    let many: Vec<i64> = (0..4_500_000).collect();
+    let squares = pool.map_plain(square, &many)?;
+    let batches_right = squares.len() == many.len()
+        && squares
+            .iter()
+            .enumerate()
+            .all(|(i, &s)| s == (i as i64) * (i as i64));
+    println!("rounds={rounds} equal={equal} batches_right={batches_right}");
+    Ok(())
+}
+
+fn dies_at_4_200_000(x: i64) -> i64 {
+    if x == 4_200_000 {
+        let _ = kill_current(Signal::SIGKILL);
+    }
+    x
+}
+
+fn panics_at_4_300_000(x: i64) -> i64 {
+    if x == 4_300_000 {
+        panic!("unlucky");
+    }
+    x
+}
+
+/// A worker killed mid-chunk, a panicking task, and both in a later batch: the input
+/// is named, in time, and the pool works again after each.
+fn plain_failures() -> Result<()> {
+    let pool = Pool::new(2)?;
+    let inputs: Vec<i64> = (0..20).collect();
+    let started = Instant::now();
+    match pool.map_plain_chunked(dies_at_5, &inputs, 2) {
+        Err(PoolError::WorkerDied {
+            index, exitcode, ..
+        }) => println!(
+            "died: index {index} exitcode {exitcode} in_ms={}",
+            started.elapsed().as_millis()
+        ),
+        other => println!("unexpected: {other:?}"),
+    }
+    println!("after: {:?}", pool.map_plain(square, &inputs[..5])?);
+    match pool.map_plain_chunked(panics_at_13, &inputs, 4) {
+        Err(PoolError::TaskFailed { index, .. }) => println!("failed: index {index}"),
+        other => println!("unexpected: {other:?}"),
+    }
+    let many: Vec<i64> = (0..4_500_000).collect();
+    for (label, f) in [
+        ("died", dies_at_4_200_000 as fn(i64) -> i64),
+        ("failed", panics_at_4_300_000),
+    ] {
+        match pool.map_plain(f, &many) {
+            Err(PoolError::WorkerDied { index, .. } | PoolError::TaskFailed { index, .. }) => {
+                println!("second batch {label}: index {index}")
+            }
+            other => println!("unexpected: {:?}", other.map(|v| v.len())),
+        }
+    }
+    println!("after: {:?}", pool.map_plain(square, &inputs[..5])?);
     Ok(())
 }
