@@ -29,7 +29,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::ffi::CString;
 use std::fmt;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -394,14 +393,12 @@ impl Process {
     /// [`ProcessError::Os`] when `fork()` fails.
     pub fn start(&mut self) -> Result<(), ProcessError> {
         self.check_owner()?;
-        let os_name = match CString::new(self.name.as_bytes()) {
-            Ok(_) => sys::os_name(&self.name),
-            Err(_) => {
-                return Err(ProcessError::InvalidName {
-                    name: self.name.clone(),
-                });
-            }
-        };
+        if self.name.as_bytes().contains(&0) {
+            return Err(ProcessError::InvalidName {
+                name: self.name.clone(),
+            });
+        }
+        let os_name = sys::os_name(&self.name);
         if current().daemon {
             return Err(ProcessError::DaemonicParent);
         }
@@ -419,6 +416,15 @@ impl Process {
                 call: "pipe",
                 code: e.raw_os_error().unwrap_or(libc::EIO),
             })?;
+        // Made here, in the parent: in the child, an allocation or a write to `self`
+        // would copy a page (a page fault, about 2 µs each) to no purpose.
+        let setup = ChildSetup {
+            name: self.name.clone(),
+            os_name,
+            identity: self.identity.clone(),
+            daemon: self.daemon,
+            parent: self.parent,
+        };
         sys::flush_std();
 
         // SAFETY: the process is single-threaded (checked just above), so no other
@@ -433,18 +439,12 @@ impl Process {
                 if let Some(handover) = handover {
                     handover.in_child();
                 }
-                let setup = ChildSetup {
-                    name: self.name.clone(),
-                    os_name,
-                    identity: self.identity.clone(),
-                    daemon: self.daemon,
-                    parent: self.parent,
-                };
                 run_child(setup, target)
             }
             Ok(ForkResult::Parent { child }) => {
                 // The parent's copy of the target (and of what it captured) goes now.
                 drop(target);
+                drop(setup);
                 if let Some(handover) = handover {
                     handover.in_parent();
                 }
@@ -930,7 +930,8 @@ fn ensure_single_threaded() -> Result<(), ProcessError> {
 /// What a forked child needs to know about itself.
 struct ChildSetup {
     name: String,
-    os_name: CString,
+    /// The name the kernel keeps, NUL-terminated.
+    os_name: [u8; 16],
     identity: Vec<u32>,
     daemon: bool,
     parent: Pid,
@@ -976,6 +977,25 @@ fn is_output_failure(payload: &(dyn std::any::Any + Send)) -> bool {
     message.starts_with("failed printing to stdout")
 }
 
+/// This process's name, for a report (`?` if the name's lock is taken: a report must
+/// not wait).
+fn current_name() -> String {
+    match CURRENT.try_lock() {
+        Ok(current) => current.name.to_string(),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().name.to_string(),
+        Err(std::sync::TryLockError::WouldBlock) => "?".to_string(),
+    }
+}
+
+/// A child's panic hook: the report Python's traceback would print, but for a failed
+/// write to standard output (see [`OUTPUT_FAILED`]).
+fn child_panic_hook(info: &panic::PanicHookInfo<'_>) {
+    if !is_output_failure(info.payload()) {
+        let name = current_name();
+        report_failure(&format!("Process {name}:\n{info}\n"));
+    }
+}
+
 /// The forked child's whole life: set itself up, run the target, handle its own
 /// children, flush, and `_exit` without returning into the parent's code.
 fn run_child(setup: ChildSetup, target: Target) -> ! {
@@ -987,10 +1007,12 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
             sys::exit_now(1);
         }
     }
-    let _ = prctl::set_name(&setup.os_name);
+    if let Ok(os_name) = std::ffi::CStr::from_bytes_until_nul(&setup.os_name) {
+        let _ = prctl::set_name(os_name);
+    }
     {
         let mut current = current();
-        current.name = Cow::Owned(setup.name.clone());
+        current.name = Cow::Owned(setup.name);
         current.identity = setup.identity;
         current.created = 0;
         current.daemon = setup.daemon;
@@ -1005,16 +1027,12 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
     // end with `os._exit` too).
     sys::on_exit(child_exit_handler);
 
-    let name = setup.name;
-    let hook_name = name.clone();
-    panic::set_hook(Box::new(move |info| {
-        if !is_output_failure(info.payload()) {
-            report_failure(&format!("Process {hook_name}:\n{info}\n"));
-        }
-    }));
+    // A function, not a closure holding the name: boxing it allocates nothing.
+    panic::set_hook(Box::new(child_panic_hook));
     let code = match panic::catch_unwind(AssertUnwindSafe(target)) {
         Ok(Ok(())) => 0,
         Ok(Err(message)) => {
+            let name = current_name();
             report_failure(&format!("Process {name}:\nError: {message}\n"));
             1
         }

@@ -1,6 +1,5 @@
 //! Thin, checked wrappers over the few Linux calls `common` needs beyond `nix`.
 
-use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -71,18 +70,16 @@ pub(crate) fn flush_std() {
 }
 
 /// Cuts `name` to the 15 bytes the kernel keeps as a thread's name (`/proc/PID/comm`),
-/// at a character boundary so that the name stays valid UTF-8.
-pub(crate) fn os_name(name: &str) -> CString {
+/// at a character boundary so that the name stays valid UTF-8, NUL-terminated (and
+/// cut at a NUL of its own), in a buffer that needs no allocation.
+pub(crate) fn os_name(name: &str) -> [u8; 16] {
     let mut end = name.len().min(15);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    let bytes: Vec<u8> = name.as_bytes()[..end]
-        .iter()
-        .copied()
-        .filter(|b| *b != 0)
-        .collect();
-    CString::new(bytes).unwrap_or_default()
+    let mut buffer = [0u8; 16];
+    buffer[..end].copy_from_slice(&name.as_bytes()[..end]);
+    buffer
 }
 
 /// Opens a pidfd for `pid` (Linux 5.3 and later): it becomes readable when the process
@@ -487,18 +484,19 @@ mod tests {
 
     #[test]
     fn os_name_is_cut_to_fifteen_bytes() {
-        assert_eq!(
-            os_name("do_something process 1").as_bytes(),
-            b"do_something pr"
-        );
-        assert_eq!(os_name("short").as_bytes(), b"short");
+        let text = |name: [u8; 16]| {
+            let name = std::ffi::CStr::from_bytes_until_nul(&name).unwrap();
+            name.to_bytes().to_vec()
+        };
+        assert_eq!(text(os_name("do_something process 1")), b"do_something pr");
+        assert_eq!(text(os_name("short")), b"short");
     }
 
     #[test]
     fn os_name_cuts_at_a_character_boundary() {
         // 'é' is two bytes: 14 ASCII bytes then 'é' would straddle byte 15.
         let name = "abcdefghijklmné";
-        assert_eq!(os_name(name).as_bytes(), b"abcdefghijklmn");
+        assert_eq!(&os_name(name)[..15], b"abcdefghijklmn\0");
     }
 
     #[test]
