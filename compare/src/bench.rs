@@ -203,6 +203,27 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
         }
         rows.push(row);
     }
+    if wanted("barrier-2-loaded-worst") {
+        let mut row = Row::new(
+            "barrier-2-loaded-worst",
+            "Barrier, 2 parties, 2 busy co-tenants: worst of 10 windows",
+            "µs",
+            false,
+        );
+        let generations = scale(3_000, 500) as usize;
+        for rep in 0..reps {
+            progress(&row.key, rep);
+            let (ours, floor) = measure::with_busy_cotenants(2, || {
+                let ours = measure::worst_of(10, || measure::barrier_once(2, generations))?;
+                let floor =
+                    measure::worst_of(10, || measure::pthread_barrier_once(2, generations))?;
+                Ok((ours, floor))
+            })?;
+            row.rust.push(micros(ours));
+            row.floor.push(micros(floor));
+        }
+        rows.push(row);
+    }
     if wanted("pool") {
         let inputs = i64::from(scale(1_000_000, 100_000));
         let heavy = u64::from(scale(64, 8));
@@ -324,7 +345,7 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
     if rows.is_empty() {
         demo_kit::cli::usage_error(&format!(
             "no row starts with {:?}; rows: start-join, lock-1, lock-1-robust, lock-2, \
-             lock-2-robust, barrier-2, barrier-4, pool-map, pool-map-plain, pool-speedup, pool-startup, \
+             lock-2-robust, barrier-2, barrier-4, barrier-2-loaded, barrier-2-loaded-worst, pool-map, pool-map-plain, pool-speedup, pool-startup, \
              queue-8, queue-4k, pipe-rtt, demo-NAME, demo-NAME-rss",
             options.only.as_deref().unwrap_or_default()
         ));

@@ -118,6 +118,22 @@ pub fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Resul
     })
 }
 
+/// The slowest of `windows` measurements in a row: the worst stretch a user meets,
+/// where a median hides it.
+///
+/// # Errors
+/// As `measure`.
+pub fn worst_of(
+    windows: usize,
+    mut measure: impl FnMut() -> anyhow::Result<Duration>,
+) -> anyhow::Result<Duration> {
+    let mut worst = Duration::ZERO;
+    for _ in 0..windows {
+        worst = worst.max(measure()?);
+    }
+    Ok(worst)
+}
+
 /// Runs `measure` while `count` daemonic processes busy-loop, as co-tenants that want
 /// the cores too, and stops them after.
 ///

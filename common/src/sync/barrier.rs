@@ -31,6 +31,7 @@
 //! [`LIVENESS_CHECK`] to see whether a party of its generation has died, and breaks the
 //! barrier if so.
 
+use std::cell::Cell;
 use std::fmt;
 use std::mem::size_of;
 use std::panic::{self, AssertUnwindSafe};
@@ -64,6 +65,11 @@ const SPIN_TIME: Duration = Duration::from_micros(50);
 /// Spin iterations before sleeping when parties outnumber cores: spinning would only
 /// take the core away from a party that still has to arrive.
 const SPIN_OVERSUBSCRIBED: u32 = 50;
+/// The least a waiter spins once spinning has stopped paying (see `spin_budget`).
+const SPIN_LEAST: u32 = 50;
+/// Every this many waits, a waiter spins its full budget again, to notice that the
+/// cores are free again.
+const SPIN_PROBE: u32 = 64;
 
 /// Why a barrier is broken: what Python folds into one `BrokenBarrierError`.
 ///
@@ -234,6 +240,14 @@ pub struct Barrier {
     segment: Rc<Segment>,
     parties: u64,
     spin: u32,
+    /// How long this process spins at its next wait: doubled (up to `spin`) when a spin
+    /// ended in a release, quartered (down to [`SPIN_LEAST`]) when it ended in a sleep.
+    /// On a loaded machine the others may be off their cores: spinning then only keeps
+    /// them off longer, so a waiter soon goes to sleep at once, as `pthread_barrier_t`
+    /// does.
+    spin_budget: Cell<u32>,
+    /// Waits so far, for the probes of [`SPIN_PROBE`].
+    waits: Cell<u32>,
     action: Option<Rc<dyn Fn()>>,
     timeout: Option<Duration>,
 }
@@ -269,14 +283,17 @@ impl Barrier {
             .ok_or(invalid)?;
         let segment = Rc::new(Segment::new(size)?);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let spin = if parties <= cores {
+            SPIN_WITH_SPARE_CORES
+        } else {
+            SPIN_OVERSUBSCRIBED
+        };
         Ok(Barrier {
             segment,
             parties: parties as u64,
-            spin: if parties <= cores {
-                SPIN_WITH_SPARE_CORES
-            } else {
-                SPIN_OVERSUBSCRIBED
-            },
+            spin,
+            spin_budget: Cell::new(spin),
+            waits: Cell::new(0),
             action: None,
             timeout: None,
         })
@@ -691,9 +708,21 @@ impl Barrier {
     ) -> Result<usize, BarrierError> {
         // Spin: with a core for every party, the others are probably just about to come.
         // The clock is read every 256 turns only: a turn costs a few nanoseconds.
+        let waits = self.waits.get().wrapping_add(1);
+        self.waits.set(waits);
+        let budget = if waits % SPIN_PROBE == 0 {
+            self.spin
+        } else {
+            self.spin_budget.get().min(self.spin)
+        };
         let spin_started = Instant::now();
-        for turn in 0..self.spin {
+        for turn in 0..budget {
             if let Some(outcome) = self.outcome(self.load(), generation, index) {
+                self.spin_budget.set(
+                    budget
+                        .saturating_mul(2)
+                        .clamp(SPIN_LEAST.min(self.spin), self.spin),
+                );
                 return outcome;
             }
             if turn % 256 == 255 && spin_started.elapsed() > SPIN_TIME {
@@ -701,6 +730,10 @@ impl Barrier {
             }
             std::hint::spin_loop();
         }
+
+        // Spinning did not pay this time: spin less next time.
+        self.spin_budget
+            .set((budget / 4).max(SPIN_LEAST.min(self.spin)));
 
         // Sleep until a release, a break or a reset; check the others' health meanwhile.
         let header = self.header();
