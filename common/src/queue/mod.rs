@@ -568,6 +568,7 @@ impl<T> fmt::Debug for Queue<T> {
 /// Every `put` adds a task; a consumer calls [`task_done`](JoinableQueue::task_done)
 /// when it has handled an item it got; [`join`](JoinableQueue::join) waits until every
 /// task put is done. It dereferences to its [`Queue`] for `put`, `get` and the rest.
+/// Tasks are counted modulo 2^24: at most 16,777,215 may be unfinished at once.
 ///
 /// ```
 /// use std::time::Duration;
