@@ -405,17 +405,18 @@ impl Process {
         ensure_single_threaded()?;
         reap_finished_children();
         register_exit_hook();
-        let target = self
-            .target
-            .take()
-            .ok_or_else(|| ProcessError::AlreadyStarted {
+        if self.target.is_none() {
+            return Err(ProcessError::AlreadyStarted {
                 name: self.name.clone(),
-            })?;
+            });
+        }
+        // Before the target is taken: a failure here leaves the process startable.
         let handover =
             crate::connection::Handover::before_fork().map_err(|e| ProcessError::Os {
                 call: "pipe",
                 code: e.raw_os_error().unwrap_or(libc::EIO),
             })?;
+        let target = self.target.take().expect("checked just above");
         // Made here, in the parent: in the child, an allocation or a write to `self`
         // would copy a page (a page fault, about 2 µs each) to no purpose.
         let setup = ChildSetup {

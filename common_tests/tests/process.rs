@@ -258,3 +258,18 @@ fn start_refuses_to_fork_when_the_thread_count_cannot_be_read() {
         done.stdout
     );
 }
+
+#[test]
+fn a_start_that_fails_before_the_fork_leaves_the_process_startable() {
+    let done = test_support::run(
+        &mut fixture("start-after-a-failed-handover"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let lines = done.lines();
+    assert!(
+        lines[0].starts_with("first start: pipe failed"),
+        "{lines:?}"
+    );
+    assert_eq!(lines[1], "second start: started, exit code 0", "{lines:?}");
+}

@@ -30,6 +30,7 @@ fn main() -> Result<(), ProcessError> {
         "child-sees-parent" => child_sees_parent(),
         "child-exit" => child_exit(),
         "start" => start(),
+        "start-after-a-failed-handover" => start_after_a_failed_handover(),
         other => {
             eprintln!("process_fixture: unknown scenario {other:?}");
             std::process::exit(2);
@@ -312,6 +313,57 @@ fn start() -> Result<(), ProcessError> {
     match p.start() {
         Ok(()) => println!("started, exit code {}", p.join()?),
         Err(error) => println!("{error}"),
+    }
+    Ok(())
+}
+
+/// With a pipe end open, `start` needs one more pipe (to hand the ends over): with no
+/// descriptor left it fails, and must leave the process startable.
+fn start_after_a_failed_handover() -> Result<(), ProcessError> {
+    let (_a, _b) = common::connection::pipe().expect("a pipe");
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit read and write the struct given, which lives on the stack.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let saved = limit;
+    // Every descriptor below the highest one open is taken: no room for a pipe.
+    let highest = (3..1024)
+        // SAFETY: fcntl(F_GETFD) only asks whether a descriptor is open.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .max()
+        .unwrap_or(2);
+    let mut fillers = Vec::new();
+    loop {
+        // SAFETY: dup of an open descriptor (stdin), closed below.
+        let fd = unsafe { libc::dup(0) };
+        if fd < 0 || fd > highest {
+            if fd >= 0 {
+                // SAFETY: closing the descriptor just made.
+                unsafe { libc::close(fd) };
+            }
+            break;
+        }
+        fillers.push(fd);
+    }
+    limit.rlim_cur = (highest + 1) as libc::rlim_t;
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    let mut p = Process::new(|| ());
+    match p.start() {
+        Ok(()) => println!("first start: started"),
+        Err(error) => println!("first start: {error}"),
+    }
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &saved) };
+    for fd in fillers {
+        // SAFETY: closing the descriptors made above.
+        unsafe { libc::close(fd) };
+    }
+    match p.start() {
+        Ok(()) => println!("second start: started, exit code {}", p.join()?),
+        Err(error) => println!("second start: {error}"),
     }
     Ok(())
 }
