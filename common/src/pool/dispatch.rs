@@ -379,6 +379,45 @@ impl Dispatcher {
         self.queue.retain(|chunk| chunk.call != call);
     }
 
+    /// Runs job `call` (fail-fast) to its end, handing each chunk's reply to `take` in
+    /// chunk order as soon as its turn comes, then closes the job. The first failure,
+    /// of a chunk or of `take`, ends it.
+    pub(super) fn take_in_order(
+        &mut self,
+        call: u64,
+        mut take: impl FnMut(u64, &[u8]) -> Result<(), PoolError>,
+    ) -> Result<(), PoolError> {
+        let mut taken = 0u64;
+        let result = loop {
+            let Some(job) = self.jobs.get_mut(&call) else {
+                break Err(PoolError::Closed);
+            };
+            if let Some(failure) = job.first_failure() {
+                break Err(failure.replay());
+            }
+            if let Some(Ok(reply)) = job.finished.remove(&taken) {
+                let outcome = take(taken, &reply);
+                self.recycle(reply);
+                taken += 1;
+                match outcome {
+                    Ok(()) => continue,
+                    Err(error) => break Err(error),
+                }
+            }
+            if job.exhausted && taken == job.fed {
+                break Ok(());
+            }
+            if self.state == State::Terminated {
+                break Err(PoolError::Closed);
+            }
+            if let Err(error) = self.pump(None) {
+                break Err(error);
+            }
+        };
+        self.close_job(call);
+        result
+    }
+
     /// After job `call` was closed: waits until no worker runs a chunk of it any more,
     /// and drops its chunks still queued (a dead worker's may have come back), so that
     /// nothing it would write is still to come.

@@ -582,37 +582,10 @@ impl Pool {
         let mut dispatcher = self.dispatcher.borrow_mut();
         let call = dispatcher.open(Box::new(feeder), JobKind::FailFast, None)?;
         let mut outputs = Vec::with_capacity(total);
-        let mut taken = 0u64;
-        let result = loop {
-            let Some(job) = dispatcher.jobs.get_mut(&call) else {
-                break Err(PoolError::Closed);
-            };
-            if let Some(failure) = job.first_failure() {
-                break Err(failure.replay());
-            }
-            if let Some(Ok(bytes)) = job.finished.remove(&taken) {
-                taken += 1;
-                let decoded = decode_append(&bytes, &mut outputs);
-                dispatcher.recycle(bytes);
-                match decoded {
-                    Ok(()) => continue,
-                    Err(error) => break Err(error),
-                }
-            }
-            if job.exhausted && taken == job.fed {
-                break Ok(outputs);
-            }
-            if dispatcher.state == State::Terminated {
-                break Err(PoolError::Closed);
-            }
-            if let Err(error) = dispatcher.pump(None) {
-                break Err(error);
-            }
-        };
-        dispatcher.close_job(call);
+        let result = dispatcher.take_in_order(call, |_, bytes| decode_append(bytes, &mut outputs));
         drop(dispatcher);
         self.run_callbacks();
-        result
+        result.map(|()| outputs)
     }
 
     /// `f(input)` in a worker, waiting for the result (Python's `pool.apply`).

@@ -20,7 +20,7 @@ use std::mem::{align_of, size_of};
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::dispatch::{Feeder, JobKind, State};
+use super::dispatch::{Feeder, JobKind};
 use super::wire::REPLY_HEADER;
 use super::worker::{Failure, Progress, Runner};
 use super::{Pool, PoolError};
@@ -252,37 +252,16 @@ impl Pool {
         };
         let mut dispatcher = self.dispatcher.borrow_mut();
         let call = dispatcher.open(Box::new(feeder), JobKind::FailFast, None)?;
-        let mut taken = 0u64;
-        let result = loop {
-            let Some(job) = dispatcher.jobs.get_mut(&call) else {
-                break Err(PoolError::Closed);
-            };
-            if let Some(failure) = job.first_failure() {
-                break Err(failure.replay());
-            }
-            if let Some(Ok(reply)) = job.finished.remove(&taken) {
-                dispatcher.recycle(reply);
-                let start = taken as usize * chunksize;
-                let end = start.saturating_add(chunksize).min(batch.len());
-                // SAFETY: chunk `taken` has come back: its worker wrote these outputs
-                // (aligned `R`s) and writes there no more.
-                let written =
-                    unsafe { std::slice::from_raw_parts(outputs_in_arena.add(start), end - start) };
-                outputs.extend_from_slice(written);
-                taken += 1;
-                continue;
-            }
-            if job.exhausted && taken == job.fed {
-                break Ok(());
-            }
-            if dispatcher.state == State::Terminated {
-                break Err(PoolError::Closed);
-            }
-            if let Err(error) = dispatcher.pump(None) {
-                break Err(error);
-            }
-        };
-        dispatcher.close_job(call);
+        let result = dispatcher.take_in_order(call, |chunk, _| {
+            let start = chunk as usize * chunksize;
+            let end = start.saturating_add(chunksize).min(batch.len());
+            // SAFETY: chunk `chunk` has come back: its worker wrote these outputs
+            // (aligned `R`s) and writes there no more.
+            let written =
+                unsafe { std::slice::from_raw_parts(outputs_in_arena.add(start), end - start) };
+            outputs.extend_from_slice(written);
+            Ok(())
+        });
         // The arena is used again by the next batch or call: no worker may still be
         // writing into it.
         let settled = dispatcher.settle(call);
