@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 
 from cli import bounded_int
 
@@ -42,6 +43,9 @@ if __name__ == "__main__":
                         help="print which worker (pid) squared which input")
     parser.add_argument("--crash-at", type=bounded_int(0, 2**63 - 1), default=None, metavar="I",
                         help="the task for input I kills its own worker with SIGKILL")
+    parser.add_argument("--time", action="store_true",
+                        help="print how long the map took next to the same loop in this "
+                             "process, instead of the results")
     parser.add_argument("--bench", action="store_true",
                         help="measure the pool (tasks per second, start-up) instead")
     args = parser.parse_args()
@@ -58,6 +62,7 @@ if __name__ == "__main__":
 
     pool = multiprocessing.Pool(processes=args.workers)
     function = square_and_worker if args.show_workers else function_square
+    started = time.perf_counter()
     pending = pool.map_async(function, inputs, args.chunksize)
     try:
         # Python's own map() would wait forever here if a worker died.
@@ -71,7 +76,21 @@ if __name__ == "__main__":
             print(f"input {data:>3} -> {output:>5}   by worker {pid}")
         outputs = [output for output, _ in outputs]
     pool_outputs = outputs
+    pool_time = time.perf_counter() - started
     pool.close()
     pool.join()
 
-    print("Pool    :", pool_outputs)
+    if args.time:
+        started = time.perf_counter()
+        loop_outputs = [function_square(x) for x in inputs]
+        loop_time = time.perf_counter() - started
+        if loop_outputs != pool_outputs:
+            sys.exit("Error: the loop computed other results")
+        if loop_time < pool_time:
+            verdict = f"the loop is {pool_time / max(loop_time, 1e-9):.1f}x faster"
+        else:
+            verdict = f"the pool is {loop_time / max(pool_time, 1e-9):.1f}x faster"
+        print(f"Pool map: {pool_time * 1e3:.3f} ms; the same loop in this process: "
+              f"{loop_time * 1e3:.3f} ms; {verdict}")
+    else:
+        print("Pool    :", pool_outputs)

@@ -4,6 +4,7 @@
 //! What to notice, and what to try: `--help` prints it (the doc of `Args` below).
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use common::Pool;
@@ -18,7 +19,9 @@ mod bench;
 /// them. Try `--show-workers` to see which worker (pid) squared which input, with
 /// `--chunksize 1` and without. `--crash-at 3` makes the task for input 3 kill its own
 /// worker: Python's Pool then waits forever (cpython gh-66587), while this one reports
-/// the dead worker at once. `--bench` measures the pool next to Python's.
+/// the dead worker at once. `--inputs 100000 --time` shows when a pool is slower than
+/// a loop: squaring a number is far cheaper than sending it to a worker and its
+/// square back. `--bench` measures the pool next to Python's.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
@@ -38,6 +41,10 @@ struct Args {
     /// The task for input I (below --inputs) kills its own worker with SIGKILL.
     #[arg(long, value_name = "I", value_parser = clap::value_parser!(u64).range(0..10_000_000))]
     crash_at: Option<u64>,
+    /// Print how long the map took next to the same loop in this process, instead of
+    /// the results.
+    #[arg(long)]
+    time: bool,
     /// Measure the pool (tasks per second, speed-up, start-up) instead.
     #[arg(long)]
     bench: bool,
@@ -90,6 +97,7 @@ fn main() -> Result<(), demo_kit::cli::Report> {
     let inputs: Vec<i64> = (0..args.inputs as i64).collect();
 
     let pool = Pool::new(args.workers as usize)?;
+    let started = Instant::now();
     let pool_outputs = if args.show_workers {
         let outputs = map(&pool, square_and_worker, &inputs, args.chunksize)?;
         for (input, (output, pid)) in inputs.iter().zip(&outputs) {
@@ -103,11 +111,36 @@ fn main() -> Result<(), demo_kit::cli::Report> {
             Err(error) => return Err(error.into()),
         }
     };
+    let pool_time = started.elapsed();
     pool.close();
     pool.join()?;
 
-    println!("Pool    : {pool_outputs:?}");
+    if args.time {
+        let started = Instant::now();
+        let loop_outputs: Vec<i64> = inputs.iter().map(|&x| function_square(x)).collect();
+        let loop_time = started.elapsed();
+        if loop_outputs != pool_outputs {
+            return Err(anyhow::anyhow!("the loop computed other results").into());
+        }
+        let verdict = if loop_time < pool_time {
+            format!("the loop is {:.1}x faster", ratio(pool_time, loop_time))
+        } else {
+            format!("the pool is {:.1}x faster", ratio(loop_time, pool_time))
+        };
+        println!(
+            "Pool map: {:.3} ms; the same loop in this process: {:.3} ms; {verdict}",
+            pool_time.as_secs_f64() * 1e3,
+            loop_time.as_secs_f64() * 1e3
+        );
+    } else {
+        println!("Pool    : {pool_outputs:?}");
+    }
     Ok(())
+}
+
+/// How many times `slower` is `faster`.
+fn ratio(slower: Duration, faster: Duration) -> f64 {
+    slower.as_secs_f64() / faster.as_secs_f64().max(1e-9)
 }
 
 /// After a failed `map` (`--crash-at`): says why, then shows that the pool, its dead

@@ -88,3 +88,16 @@ fn a_closed_output_ends_it_quietly_and_a_full_one_with_one_line() {
     assert_quiet_when_output_closes(BIN, &["--show-workers"]);
     assert_one_line_on_a_full_device(BIN, &[]);
 }
+
+#[test]
+fn time_shows_a_loop_beating_the_pool_on_tiny_tasks() {
+    let done = run(
+        Command::new(BIN).args(["--inputs", "100000", "--time"]),
+        LIMIT,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    let lines = done.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("Pool map: "), "{lines:?}");
+    assert!(lines[0].contains("; the loop is "), "{lines:?}");
+}

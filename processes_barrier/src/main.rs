@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Parser;
-use common::shm::SharedArray;
-use common::sync::{Barrier, Lock};
+use common::shm::{SharedArray, SharedValue};
+use common::sync::{Barrier, BarrierError, Lock};
 use common::{Process, current_process};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -23,8 +23,12 @@ mod bench;
 /// microsecond, whatever order they started in. Try `--stagger-ms 500`: the first
 /// arrives half a second before the second and is held until the second arrives, and
 /// the summary shows that their times are still close. `--with-barrier 4` makes the
-/// barrier wait for four. `--bench` measures the barrier instead, next to a
-/// `pthread_barrier_t` and Python's `Barrier`.
+/// barrier wait for four. `--parties 3` makes a barrier for three with only two
+/// processes to come: they wait forever (as in Python), unless `--timeout-ms 500`
+/// lets them give up. `--count-to 200000` makes each barrier process add 1 to a shared
+/// counter that many times under the Lock, and `--no-lock` without it: then updates
+/// are lost. `--bench` measures the barrier instead, next to a `pthread_barrier_t`
+/// and Python's `Barrier`.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
@@ -34,6 +38,19 @@ struct Args {
     /// How many processes print at once, without the barrier.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
     without: u64,
+    /// How many parties the barrier waits for (default: the --with-barrier processes).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    parties: Option<u64>,
+    /// A barrier process gives up waiting after this many milliseconds (the barrier
+    /// breaks); without it, it waits forever.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    timeout_ms: Option<u64>,
+    /// Each barrier process adds 1 to a shared counter this many times once it passed.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    count_to: u64,
+    /// Update the counter without the Lock.
+    #[arg(long)]
+    no_lock: bool,
     /// Barrier process k arrives k times this many milliseconds after the first.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     stagger_ms: u64,
@@ -52,11 +69,22 @@ fn local(time: Timestamp) -> String {
         .to_string()
 }
 
+/// What the barrier processes share besides the barrier and the lock.
+#[derive(Clone)]
+struct Shared {
+    passed_at: SharedArray<i64>,
+    counter: SharedValue<u64>,
+    count_to: u64,
+    locked: bool,
+    /// Whether the barrier has a timeout, after which a party gives up.
+    gives_up: bool,
+}
+
 fn test_with_barrier(
     synchronizer: &Barrier,
     serializer: &Lock,
     arrival_delay: Option<Duration>,
-    passed_at: &SharedArray<i64>,
+    shared: &Shared,
     slot: usize,
 ) -> anyhow::Result<()> {
     let name = current_process().name().to_owned();
@@ -67,11 +95,27 @@ fn test_with_barrier(
             local(Timestamp::now())
         );
     }
-    synchronizer.wait()?;
+    match synchronizer.wait() {
+        Ok(_) => {}
+        Err(BarrierError::Timeout | BarrierError::Broken { .. }) if shared.gives_up => {
+            println!(
+                "process {name} gave up: the barrier broke before its {} parties came",
+                synchronizer.parties()
+            );
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    }
     let now = Timestamp::now();
-    passed_at.set(slot, now.as_microsecond())?;
-    let _guard = serializer.acquire()?;
-    println!("process {name} ----> {}", local(now));
+    shared.passed_at.set(slot, now.as_microsecond())?;
+    {
+        let _guard = serializer.acquire()?;
+        println!("process {name} ----> {}", local(now));
+    }
+    for _ in 0..shared.count_to {
+        let _guard = shared.locked.then(|| serializer.acquire()).transpose()?;
+        shared.counter.set(shared.counter.get() + 1);
+    }
     Ok(())
 }
 
@@ -86,24 +130,34 @@ fn main() -> Result<(), demo_kit::cli::Report> {
     if args.bench {
         return Ok(bench::run(args.generations as usize)?);
     }
-    let parties = args.with_barrier as usize;
+    let with_barrier = args.with_barrier as usize;
+    let parties = args.parties.map_or(with_barrier, |p| p as usize);
 
-    let synchronizer = Barrier::new(parties)?;
+    let mut synchronizer = Barrier::new(parties)?;
+    if let Some(ms) = args.timeout_ms {
+        synchronizer = synchronizer.timeout(Duration::from_millis(ms));
+    }
     let serializer = Lock::new()?;
-    let passed_at = SharedArray::<i64>::new(parties)?;
+    let shared = Shared {
+        passed_at: SharedArray::<i64>::new(with_barrier)?,
+        counter: SharedValue::new(0)?,
+        count_to: args.count_to,
+        locked: !args.no_lock,
+        gives_up: args.timeout_ms.is_some(),
+    };
 
     let mut processes = Vec::new();
-    for k in 0..parties {
-        let (synchronizer, serializer, passed_at) =
-            (synchronizer.clone(), serializer.clone(), passed_at.clone());
+    for k in 0..with_barrier {
+        let (synchronizer, serializer, shared) =
+            (synchronizer.clone(), serializer.clone(), shared.clone());
         let arrival_delay =
             (args.stagger_ms > 0).then(|| Duration::from_millis(args.stagger_ms * k as u64));
         let target =
-            move || test_with_barrier(&synchronizer, &serializer, arrival_delay, &passed_at, k);
+            move || test_with_barrier(&synchronizer, &serializer, arrival_delay, &shared, k);
         processes.push(Process::new(target).with_name(format!("p{} - test_with_barrier", k + 1)));
     }
     for k in 0..args.without as usize {
-        let name = format!("p{} - test_without_barrier", parties + k + 1);
+        let name = format!("p{} - test_without_barrier", with_barrier + k + 1);
         processes.push(Process::new(test_without_barrier).with_name(name));
     }
     for k in 0..processes.len() {
@@ -124,11 +178,23 @@ fn main() -> Result<(), demo_kit::cli::Report> {
         demo_kit::cli::join(process)?;
     }
 
-    let times = passed_at.to_vec();
-    let spread = times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0);
-    println!(
-        "The {parties} barrier processes passed within {:.3} ms of each other",
-        spread as f64 / 1000.0
-    );
+    let times = shared.passed_at.to_vec();
+    if times.contains(&0) {
+        println!("No barrier process passed: the barrier broke");
+    } else {
+        let spread = times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0);
+        println!(
+            "The {with_barrier} barrier processes passed within {:.3} ms of each other",
+            spread as f64 / 1000.0
+        );
+    }
+    if args.count_to > 0 && !times.contains(&0) {
+        let expected = args.count_to * with_barrier as u64;
+        let counted = shared.counter.get();
+        println!(
+            "Counter: {counted} of {expected} increments ({} lost)",
+            expected - counted.min(expected)
+        );
+    }
     Ok(())
 }

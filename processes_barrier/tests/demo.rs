@@ -160,3 +160,47 @@ fn a_closed_output_ends_it_quietly_and_a_full_one_with_one_line() {
     assert_quiet_when_output_closes(BIN, &["--bench", "--generations", "2000"]);
     assert_one_line_on_a_full_device(BIN, &[]);
 }
+
+#[test]
+fn one_party_too_many_gives_up_on_its_timeout_instead_of_hanging() {
+    let started = std::time::Instant::now();
+    let done = run(
+        Command::new(BIN).args(["--parties", "3", "--timeout-ms", "300"]),
+        LIMIT,
+    );
+    assert_eq!(done.code(), 0, "{}", done.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let lines = done.lines();
+    for name in ["p1", "p2"] {
+        let gave_up = format!(
+            "process {name} - test_with_barrier gave up: the barrier broke before its 3 parties came"
+        );
+        assert!(lines.contains(&gave_up.as_str()), "{lines:?}");
+    }
+    assert_eq!(
+        lines.last(),
+        Some(&"No barrier process passed: the barrier broke")
+    );
+}
+
+#[test]
+fn the_counter_loses_updates_without_the_lock_and_none_with_it() {
+    let locked = run(Command::new(BIN).args(["--count-to", "200000"]), LIMIT);
+    assert_eq!(
+        locked.lines().last(),
+        Some(&"Counter: 400000 of 400000 increments (0 lost)"),
+        "{}",
+        locked.stdout
+    );
+    let unlocked = run(
+        Command::new(BIN).args(["--count-to", "1000000", "--no-lock"]),
+        LIMIT,
+    );
+    let last = unlocked.lines().last().copied().unwrap_or_default();
+    assert!(
+        last.starts_with("Counter: ") && !last.ends_with("(0 lost)"),
+        "{last}"
+    );
+    assert_bad_input(BIN, &["--parties", "0"]);
+    assert_bad_input(BIN, &["--timeout-ms", "0"]);
+}
