@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use test_support::{assert_bad_input, assert_help_names, run};
 
+mod demos;
+
 const BIN: &str = env!("CARGO_BIN_EXE_compare");
 
 #[test]
@@ -94,12 +96,12 @@ fn all_demos_in_one_table() {
     assert!(lines[0].starts_with("demo "), "{lines:?}");
     assert_eq!(
         lines.len(),
-        9,
-        "a header, seven demos, the RSS floor: {lines:?}"
+        demos::DEMOS.len() + 2,
+        "a header, every demo, the RSS floor: {lines:?}"
     );
     assert_eq!(done.code(), 0, "{}", done.stdout);
     assert!(
-        lines[1..8]
+        lines[1..=demos::DEMOS.len()]
             .iter()
             .all(|l| l.split_whitespace().nth(1) == Some("yes"))
     );
@@ -143,15 +145,7 @@ fn options_in(help: &str) -> std::collections::BTreeSet<String> {
 fn python_counterparts_take_the_same_options_as_their_rust_twins() {
     let folder = std::path::Path::new(BIN).parent().expect("a folder");
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../python");
-    for demo in [
-        "naming_processes",
-        "spawning_processes",
-        "killing_processes",
-        "background_processes",
-        "processes_barrier",
-        "process_pool",
-        "exchanging_objects",
-    ] {
+    for demo in demos::DEMOS {
         let rust = folder.join(demo);
         if !rust.exists() {
             return; // `cargo test -p compare` alone does not build the demos

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use test_support::run;
 
+mod demos;
+
 /// One command of the file and its checks.
 #[derive(Debug, Default)]
 struct Exercise {
@@ -125,15 +127,7 @@ fn in_order(lines: &[&str], wanted: &[String]) -> bool {
 fn every_exercise_shows_what_it_says() {
     let text = std::fs::read_to_string(root().join("EXERCISES.md")).expect("EXERCISES.md");
     let all = exercises(&text);
-    for demo in [
-        "naming_processes",
-        "spawning_processes",
-        "killing_processes",
-        "background_processes",
-        "processes_barrier",
-        "process_pool",
-        "exchanging_objects",
-    ] {
+    for demo in demos::DEMOS {
         assert!(
             all.iter().any(|e| e.command.contains(demo)),
             "no exercise runs {demo}"
