@@ -135,3 +135,14 @@ fn wait_for_sees_the_predicate_come_true_and_times_out_when_it_does_not() {
     assert!((100..2000).contains(&field(line, "waited_ms")), "{line}");
     assert!(line.ends_with("notify_unheld_refused=true"), "{line}");
 }
+
+#[test]
+fn a_waiter_wakes_at_the_call_not_at_its_next_look() {
+    // A sleeper looks again every 100 ms by itself; the wake-up call must beat that by
+    // far (a median of about 50 ms would mean it is missing).
+    let done = fixture(&["wake-latency", "15"]);
+    let line = line(&done);
+    for key in ["queue_us", "event_us", "semaphore_us", "condition_us"] {
+        assert!(field(line, key) < 20_000, "{key}: {line}");
+    }
+}

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail, ensure};
 use common::connection::{ConnectionError, pipe};
 use common::process::Process;
 use common::queue::{JoinableQueue, Queue, QueueError};
-use common::shm::{LockedArray, SharedArray};
+use common::shm::{LockedArray, SharedArray, SharedValue};
 use common::sync::{Condition, ConditionError, Event, Semaphore};
 
 /// A bound on every wait of this program: a bug fails a scenario instead of hanging it.
@@ -37,6 +37,7 @@ fn main() -> Result<()> {
         "condition-notify-n" => condition_notify_n(),
         "condition-dead-waiter" => condition_dead_waiter(),
         "condition-wait-for" => condition_wait_for(),
+        "wake-latency" => wake_latency(number(1, 15)?),
         other => bail!("unknown scenario {other:?}"),
     }
 }
@@ -610,5 +611,97 @@ fn condition_wait_for() -> Result<()> {
     let waited = started.elapsed().as_millis();
     let not_held = matches!(cond.notify(), Err(ConditionError::NotHeld));
     println!("reached={reached} never={never} waited_ms={waited} notify_unheld_refused={not_held}");
+    Ok(())
+}
+
+/// Nanoseconds on the monotonic clock, which every process reads alike.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// The median, in µs, of `rounds` delays between a child's wake-up call (after 20 ms,
+/// when this process sleeps in its wait) and the return of this process's wait. Sleepers
+/// look again every 100 ms on their own: without the wake-up call, the median would be
+/// about 50 ms.
+fn median_delay(
+    rounds: usize,
+    mut round: impl FnMut(&SharedValue<u64>) -> Result<()>,
+) -> Result<u64> {
+    let woken_at = SharedValue::new(0u64)?;
+    let mut delays = Vec::new();
+    for _ in 0..rounds {
+        round(&woken_at)?;
+        delays.push((monotonic_ns().saturating_sub(woken_at.get())) / 1000);
+    }
+    delays.sort_unstable();
+    Ok(delays[delays.len() / 2])
+}
+
+/// Starts a child that sleeps 20 ms, records the time, and calls `wake`.
+fn waker(
+    woken_at: &SharedValue<u64>,
+    wake: impl FnOnce() -> Result<()> + 'static,
+) -> Result<Process> {
+    let woken_at = woken_at.clone();
+    start(move || {
+        sleep(Duration::from_millis(20));
+        woken_at.set(monotonic_ns());
+        wake()
+    })
+}
+
+/// How soon a waiter of each primitive returns after the wake-up call.
+fn wake_latency(rounds: usize) -> Result<()> {
+    let queue = Queue::<u8>::new()?;
+    let queue_us = median_delay(rounds, |woken_at| {
+        let childs = queue.clone();
+        let p = waker(woken_at, move || Ok(childs.put(1)?))?;
+        queue.get_timeout(LIMIT)?;
+        p.join_timeout(LIMIT)?;
+        Ok(())
+    })?;
+    let event = Event::new()?;
+    let event_us = median_delay(rounds, |woken_at| {
+        event.clear();
+        let childs = event.clone();
+        let p = waker(woken_at, move || {
+            childs.set();
+            Ok(())
+        })?;
+        ensure!(event.wait_timeout(LIMIT), "never set");
+        p.join_timeout(LIMIT)?;
+        Ok(())
+    })?;
+    let sem = Semaphore::new(0)?;
+    let semaphore_us = median_delay(rounds, |woken_at| {
+        let childs = sem.clone();
+        let p = waker(woken_at, move || Ok(childs.release()?))?;
+        ensure!(sem.acquire_timeout(LIMIT), "never released");
+        p.join_timeout(LIMIT)?;
+        Ok(())
+    })?;
+    let cond = Condition::new()?;
+    let condition_us = median_delay(rounds, |woken_at| {
+        let _guard = cond.acquire()?;
+        let childs = cond.clone();
+        let p = waker(woken_at, move || {
+            let _guard = childs.acquire()?;
+            childs.notify()?;
+            Ok(())
+        })?;
+        ensure!(cond.wait_timeout(LIMIT)?, "never notified");
+        drop(_guard);
+        p.join_timeout(LIMIT)?;
+        Ok(())
+    })?;
+    println!(
+        "queue_us={queue_us} event_us={event_us} semaphore_us={semaphore_us} condition_us={condition_us}"
+    );
     Ok(())
 }
