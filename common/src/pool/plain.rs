@@ -136,7 +136,10 @@ fn run_plain_chunk<T: Plain, R: Plain>(
         u64::from_le_bytes(bytes) as usize
     };
     if payload.len() != DESCRIPTOR {
-        return Err(Failure::panicked_at(0));
+        return Err(Failure::cannot_run(format!(
+            "a plain chunk's frame holds {} bytes, not {DESCRIPTOR}",
+            payload.len()
+        )));
     }
     let (inputs, outputs, count) = (word(0), word(1), word(2));
     // SAFETY: the parent sent the address of an `fn(T) -> R` of this binary, which

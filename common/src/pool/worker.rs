@@ -79,6 +79,11 @@ pub(super) struct Failure {
 }
 
 impl Failure {
+    /// The chunk cannot run at all: `message` says why.
+    pub(super) fn cannot_run(message: String) -> Failure {
+        Failure { offset: 0, message }
+    }
+
     /// The input at `offset` of the chunk panicked (its message is the last panic's).
     pub(super) fn panicked_at(offset: u64) -> Failure {
         Failure {

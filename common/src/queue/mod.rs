@@ -303,14 +303,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         })
     }
 
-    fn ring(&self) -> Ring<'_> {
-        // SAFETY: the segment holds the header and then `capacity` bytes (see
-        // `with_capacity`), page-aligned, mapped while `self.shared` lives, a power of
-        // two within bounds; every caller below pushes under the put lock and pops
-        // under the get lock.
-        unsafe { Ring::new(self.shared.get(), self.shared.extra(), self.capacity) }
-    }
-
     fn check_open(&self) -> Result<(), QueueError> {
         if self.closed.get() {
             Err(QueueError::Closed)
@@ -351,7 +343,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`QueueError::Full`] when no room came in time, or as [`Queue::put`].
     pub fn put_timeout(&self, item: impl Borrow<T>, timeout: Duration) -> Result<(), QueueError> {
-        self.put_until(item.borrow(), Some(Instant::now().checked_add(timeout)))
+        self.put_until(item.borrow(), Instant::now().checked_add(timeout))
     }
 
     /// Puts `item` if there is room now (Python's `q.put_nowait(item)`).
@@ -366,12 +358,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`QueueError::Full`], or as [`Queue::put`].
     pub fn try_put(&self, item: impl Borrow<T>) -> Result<(), QueueError> {
-        self.put_until(item.borrow(), Some(Some(Instant::now())))
+        self.put_until(item.borrow(), Some(Instant::now()))
     }
 
-    /// `deadline`: `None` waits for ever, `Some(None)` too (a timeout too long to
-    /// express), `Some(Some(instant))` until then.
-    fn put_until(&self, item: &T, deadline: Option<Option<Instant>>) -> Result<(), QueueError> {
+    /// `deadline`: `None` waits for ever (a timeout too long to express, too).
+    fn put_until(&self, item: &T, deadline: Option<Instant>) -> Result<(), QueueError> {
         self.check_open()?;
         // Measured first, then encoded straight into the ring: one copy, not two.
         let len = postcard::experimental::serialized_size(item)
@@ -382,7 +373,6 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 capacity: self.capacity,
             });
         }
-        let deadline = deadline.flatten();
         let header = self.shared.get();
         loop {
             let guard = locked(&self.put_lock)?;
@@ -443,7 +433,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`QueueError::Empty`] when no item came in time, or as [`Queue::get`].
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueError> {
-        self.get_until(Some(Instant::now().checked_add(timeout)))
+        self.get_until(Instant::now().checked_add(timeout))
     }
 
     /// Takes the oldest item if there is one (Python's `q.get_nowait()`).
@@ -457,12 +447,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Errors
     /// [`QueueError::Empty`], or as [`Queue::get`].
     pub fn try_get(&self) -> Result<T, QueueError> {
-        self.get_until(Some(Some(Instant::now())))
+        self.get_until(Some(Instant::now()))
     }
 
-    fn get_until(&self, deadline: Option<Option<Instant>>) -> Result<T, QueueError> {
+    fn get_until(&self, deadline: Option<Instant>) -> Result<T, QueueError> {
         self.check_open()?;
-        let deadline = deadline.flatten();
         let header = self.shared.get();
         loop {
             let guard = locked(&self.get_lock)?;
@@ -549,14 +538,22 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
+impl<T> Queue<T> {
+    fn ring(&self) -> Ring<'_> {
+        // SAFETY: the segment holds the header and then `capacity` bytes (see
+        // `with_capacity`), page-aligned, mapped while `self.shared` lives, a power of
+        // two within bounds; every caller pushes under the put lock and pops under the
+        // get lock.
+        unsafe { Ring::new(self.shared.get(), self.shared.extra(), self.capacity) }
+    }
+}
+
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // SAFETY: as in `ring`; `state` reads atomics only.
-        let ring = unsafe { Ring::new(self.shared.get(), self.shared.extra(), self.capacity) };
         write!(
             f,
             "<Queue(qsize={}, maxsize={}, bytes={})>",
-            ring.len(),
+            self.ring().len(),
             self.maxsize,
             self.capacity
         )

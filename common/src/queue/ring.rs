@@ -99,7 +99,7 @@ pub(super) struct Corrupt {
 
 /// The ring of one queue: the header, and `capacity` bytes at `bytes`.
 pub(super) struct Ring<'a> {
-    pub(super) header: &'a Header,
+    header: &'a Header,
     bytes: *mut u8,
     capacity: u64,
 }

@@ -329,11 +329,19 @@ impl Condition {
     /// lock.
     fn claim_slot(&self) -> Result<&Slot, ConditionError> {
         let shared = self.shared.get();
-        let free = shared.slots.iter().find(|slot| {
-            let state = slot.state.load(Ordering::SeqCst);
-            state == FREE || sys::has_exited(slot.pid.load(Ordering::SeqCst))
-        });
-        let slot = free.ok_or(ConditionError::TooManyWaiters)?;
+        // A free slot; only when there is none, one whose waiter died (a system call
+        // each, so not asked of every busy slot on the way to a free one).
+        let slot = shared
+            .slots
+            .iter()
+            .find(|slot| slot.state.load(Ordering::SeqCst) == FREE)
+            .or_else(|| {
+                shared
+                    .slots
+                    .iter()
+                    .find(|slot| sys::has_exited(slot.pid.load(Ordering::SeqCst)))
+            })
+            .ok_or(ConditionError::TooManyWaiters)?;
         slot.pid.store(sys::pid(), Ordering::SeqCst);
         slot.ticket.store(
             shared.next_ticket.fetch_add(1, Ordering::SeqCst),
