@@ -8,6 +8,7 @@ import multiprocessing
 import time
 
 from cli import bounded_int
+import timeline
 
 
 def foo():
@@ -26,7 +27,9 @@ if __name__ == "__main__":
                         help="make background_process non-daemonic too")
     parser.add_argument("--wait-ms", type=bounded_int(0, 60_000), default=0,
                         help="how long the main program sleeps before it ends")
+    timeline.add_arguments(parser)
     args = parser.parse_args()
+    timeline.begin(args)
 
     background_process = multiprocessing.Process(name="background_process", target=foo)
     background_process.daemon = not args.no_daemons

@@ -11,6 +11,7 @@ import time
 from multiprocessing import Event, Pipe, Process, Queue, Value
 
 from cli import bounded_int
+import timeline
 
 # How long a consumer waits in get() when a consumer was killed: Python's queue holds a
 # lock while a consumer waits in get(), and a consumer killed then keeps it forever.
@@ -72,7 +73,9 @@ if __name__ == "__main__":
                         metavar="I",
                         help="kill (SIGKILL) the consumer that takes item I, while it waits "
                              "for its next item")
+    timeline.add_arguments(parser)
     args = parser.parse_args()
+    timeline.begin(args)
     total = args.producers * args.items
     if args.kill_consumer_at is not None and args.kill_consumer_at >= total:
         parser.error(f"--kill-consumer-at {args.kill_consumer_at} names no item: "

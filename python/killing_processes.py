@@ -10,6 +10,7 @@ import signal
 import time
 
 from cli import bounded_int
+import timeline
 
 
 def foo():
@@ -26,7 +27,9 @@ if __name__ == "__main__":
                         help="term is terminate(), kill is kill(), int is what Ctrl-C sends")
     parser.add_argument("--delay-ms", type=bounded_int(0, 60_000), default=0,
                         help="how long to let the process run before the signal")
+    timeline.add_arguments(parser)
     args = parser.parse_args()
+    timeline.begin(args)
 
     p = multiprocessing.Process(target=foo)
     print("Process before execution:", p, p.is_alive(), flush=True)

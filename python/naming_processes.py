@@ -9,6 +9,7 @@ import time
 
 from cli import bounded_int
 from do_something import do_something
+import timeline
 
 
 def my_func(count, out_list, shared):
@@ -27,7 +28,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=bounded_int(1, 20_000_000), default=1000,
                         help="how many random numbers each process appends to its list")
+    timeline.add_arguments(parser)
     args = parser.parse_args()
+    timeline.begin(args)
     start_time = time.perf_counter()
     out_list = []
     shared_1 = multiprocessing.Array("d", args.count)

@@ -11,6 +11,7 @@ import sys
 import time
 
 from cli import bounded_int
+import timeline
 
 # The input whose task kills its worker (-1: none); the workers are forks of this
 # process, so they see the value set before the Pool is created.
@@ -48,6 +49,7 @@ if __name__ == "__main__":
                              "process, instead of the results")
     parser.add_argument("--bench", action="store_true",
                         help="measure the pool (tasks per second, start-up) instead")
+    timeline.add_arguments(parser)
     args = parser.parse_args()
     if args.bench:
         import bench_pool
@@ -56,6 +58,7 @@ if __name__ == "__main__":
         print(f"map(square) over 1000000 inputs, M tasks/s   {rate / 1e6:.1f}")
         print(f"start-up, ms                                 {startup * 1e3:.3f}")
         sys.exit(0)
+    timeline.begin(args)
     if args.crash_at is not None:
         CRASH_AT = args.crash_at
     inputs = list(range(args.inputs))

@@ -12,6 +12,7 @@ from multiprocessing import Array, Barrier, Lock, Process, Value
 from threading import BrokenBarrierError
 
 from cli import bounded_int
+import timeline
 
 
 def test_with_barrier(synchronizer, serializer, arrival_delay, passed_at, slot, counter,
@@ -69,6 +70,7 @@ if __name__ == "__main__":
                         help="measure the barrier (µs per generation) instead of running the demo")
     parser.add_argument("--generations", type=bounded_int(1, 10_000_000), default=20_000,
                         help="generations per measurement with --bench")
+    timeline.add_arguments(parser)
     args = parser.parse_args()
     if args.bench:
         import bench_barrier
@@ -77,6 +79,7 @@ if __name__ == "__main__":
         for count in (2, 4):
             print(f"{count:>8} {bench_barrier.measure(count, args.generations):>15.3f}")
         sys.exit(0)
+    timeline.begin(args)
     with_barrier = args.with_barrier
     parties = args.parties if args.parties is not None else with_barrier
 

@@ -9,6 +9,7 @@ import time
 
 from cli import bounded_int
 from do_something import do_something
+import timeline
 
 
 def my_func(i, unit):
@@ -25,7 +26,9 @@ if __name__ == "__main__":
                         help="random numbers per unit of work: process i makes i * unit")
     parser.add_argument("--sequential", action="store_true",
                         help="start and join each process before starting the next")
+    timeline.add_arguments(parser)
     args = parser.parse_args()
+    timeline.begin(args)
     start_time = time.perf_counter()
 
     if args.sequential:

@@ -27,6 +27,8 @@ struct Args {
     /// How long main sleeps before it returns, in milliseconds.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     wait_ms: u64,
+    #[command(flatten)]
+    show: demo_kit::timeline::Options,
 }
 
 fn foo() {
@@ -46,6 +48,7 @@ fn foo() {
 
 fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
+    demo_kit::timeline::begin(&args.show);
 
     let mut background_process = Process::new(foo)
         .with_name("background_process")

@@ -38,6 +38,7 @@ pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;
+pub mod timeline;
 pub mod workload;
 
 pub use pool::{Pool, PoolError};

@@ -43,6 +43,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{self, ForkResult, Pid};
 
 use crate::sys;
+use crate::timeline::{self, What};
 
 /// How long the exit hook gives a terminated daemonic child before it sends SIGKILL.
 const DAEMON_GRACE: Duration = Duration::from_secs(1);
@@ -449,6 +450,11 @@ impl Process {
                 if let Some(handover) = handover {
                     handover.in_parent();
                 }
+                timeline::note_with(|| What::Started {
+                    child: child.as_raw() as u32,
+                    name: self.name.clone(),
+                    daemon: self.daemon,
+                });
                 let child = Arc::new(Child {
                     pid: child,
                     daemon: self.daemon,
@@ -746,6 +752,10 @@ pub fn active_children() -> Vec<u32> {
 /// # Errors
 /// [`ProcessError::Os`] if `kill` fails.
 pub fn kill_current(signal: Signal) -> Result<(), ProcessError> {
+    timeline::note(What::SignalSent {
+        child: sys::pid(),
+        signal: signal.number(),
+    });
     signal::kill(unistd::getpid(), signal.to_nix()).map_err(|errno| ProcessError::os("kill", errno))
 }
 
@@ -841,6 +851,10 @@ impl Child {
             Err(errno) => return Err(ProcessError::os("waitpid", errno)),
         };
         let _ = self.exitcode.set(code);
+        timeline::note(What::Reaped {
+            child: self.pid.as_raw() as u32,
+            code,
+        });
         children().retain(|child| child.pid != self.pid);
         Ok(Some(code))
     }
@@ -852,7 +866,14 @@ impl Child {
             return Ok(());
         }
         match signal::kill(self.pid, signal.to_nix()) {
-            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Ok(()) => {
+                timeline::note(What::SignalSent {
+                    child: self.pid.as_raw() as u32,
+                    signal: signal.number(),
+                });
+                Ok(())
+            }
+            Err(Errno::ESRCH) => Ok(()),
             Err(errno) => Err(ProcessError::os("kill", errno)),
         }
     }
@@ -903,6 +924,7 @@ extern "C" fn exit_hook() {
 /// its output flushed, and it leaves at once with `code`.
 extern "C" fn child_exit_handler(code: libc::c_int, _: *mut libc::c_void) {
     shutdown_children();
+    timeline::note(What::Exiting { code });
     sys::exit_now(code)
 }
 
@@ -1000,6 +1022,9 @@ fn child_panic_hook(info: &panic::PanicHookInfo<'_>) {
 /// The forked child's whole life: set itself up, run the target, handle its own
 /// children, flush, and `_exit` without returning into the parent's code.
 fn run_child(setup: ChildSetup, target: Target) -> ! {
+    timeline::note_with(|| What::Running {
+        name: setup.name.clone(),
+    });
     if setup.daemon {
         // The kernel kills a daemonic child when its parent dies, even by SIGKILL.
         let _ = prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -1041,5 +1066,6 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
         Err(_) => 1,
     };
     shutdown_children();
+    timeline::note(What::Exiting { code });
     sys::exit_now(code)
 }

@@ -8,6 +8,9 @@
 //! killing_processes -- --delay-ms 1500` (the first `--` ends cargo's options, the
 //! second `compare`'s).
 //!
+//! `compare DEMO -- --timeline` draws both runs' timelines after their outputs, one
+//! under the other, on one time scale.
+//!
 //! Exit code: 0 when both versions printed the same lines, 1 when they differ (or a
 //! version cannot run), 2 for bad input. It refuses to run a demo binary older than
 //! its sources, and says what to build.
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
+use demo_kit::timeline::Timeline;
 
 mod bench;
 
@@ -409,8 +413,15 @@ impl Comparison {
 }
 
 /// Runs `demo` in Rust and in Python with `options`, and compares what they printed.
-fn compare(demo: &str, options: &[String]) -> anyhow::Result<Comparison> {
-    let rust = run_measured(Command::new(rust_binary(demo)?).args(options))?;
+fn compare(demo: &str, options: &[String], traces: Option<&Traces>) -> anyhow::Result<Comparison> {
+    let trace = |path: fn(&Traces) -> &PathBuf| -> Vec<std::ffi::OsString> {
+        traces.map_or_else(Vec::new, |t| vec!["--trace".into(), path(t).into()])
+    };
+    let rust = run_measured(
+        Command::new(rust_binary(demo)?)
+            .args(options)
+            .args(trace(|t| &t.rust)),
+    )?;
     // With PYTHONUNBUFFERED set, `print` writes the text and the newline in two
     // write(2) calls, so lines of processes printing at once get spliced together
     // ("...n°: 0calling myFunc..."). Buffered, `print(..., flush=True)` is one write
@@ -420,7 +431,8 @@ fn compare(demo: &str, options: &[String]) -> anyhow::Result<Comparison> {
             .env_remove("PYTHONUNBUFFERED")
             .current_dir(python_dir())
             .arg(format!("{demo}.py"))
-            .args(options),
+            .args(options)
+            .args(trace(|t| &t.python)),
     )?;
     let (rust_kept, rust_race) = race(demo, options, &rust.output);
     let (python_kept, python_race) = race(demo, options, &python.output);
@@ -466,7 +478,7 @@ fn compare_all() -> anyhow::Result<bool> {
     let mut all_agree = true;
     for demo in DEMOS {
         eprintln!("comparing {demo} ...");
-        let c = compare(demo, &[])?;
+        let c = compare(demo, &[], None)?;
         all_agree &= c.agree();
         let speed_up = c.python.wall.as_secs_f64() / c.rust.wall.as_secs_f64().max(1e-9);
         table.push_str(&format!(
@@ -569,11 +581,80 @@ fn main() -> Result<(), demo_kit::cli::Report> {
         );
         std::process::exit(2);
     }
-    let comparison = compare(&demo, &args.options)?;
-    if !show(&comparison, column_width(args.width)) {
+    let (options, traces) = timelines_asked(&args.options);
+    let comparison = compare(&demo, &options, traces.as_ref())?;
+    let agree = show(&comparison, column_width(args.width));
+    if let Some(traces) = traces {
+        print!("{}", traces.draw()?);
+    }
+    if !agree {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The two trace files of `compare DEMO -- --timeline`, removed when dropped.
+struct Traces {
+    rust: PathBuf,
+    python: PathBuf,
+}
+
+impl Traces {
+    /// Both runs' timelines, one under the other, on one time scale.
+    fn draw(&self) -> anyhow::Result<String> {
+        let read = |path: &Path| -> anyhow::Result<Timeline> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("no trace in {}", path.display()))?;
+            let json = serde_json::from_str(&text)
+                .with_context(|| format!("the trace in {} is not JSON", path.display()))?;
+            Timeline::from_trace(&json).map_err(|error| anyhow!("{}: {error}", path.display()))
+        };
+        let (rust, python) = (read(&self.rust)?, read(&self.python)?);
+        let scale = rust.length.max(python.length);
+        let colour = demo_kit::timeline::colour_wanted();
+        Ok(format!(
+            "\nRust:\n{}\nPython:\n{}",
+            rust.draw(scale, colour),
+            python.draw(scale, colour)
+        ))
+    }
+}
+
+impl Drop for Traces {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.rust);
+        let _ = std::fs::remove_file(&self.python);
+    }
+}
+
+/// With `--timeline` among the demo's options, both versions write a trace instead
+/// (`--trace FILE`), which `compare` draws after their outputs, on one scale: the
+/// options to pass, and the traces to draw.
+fn timelines_asked(options: &[String]) -> (Vec<String>, Option<Traces>) {
+    if !options.iter().any(|o| o == "--timeline") {
+        return (options.to_vec(), None);
+    }
+    if options
+        .iter()
+        .any(|o| o == "--trace" || o.starts_with("--trace="))
+    {
+        demo_kit::cli::usage_error(
+            "with --timeline, compare writes the traces itself: give --trace alone to keep one",
+        );
+    }
+    let file = |side: &str| {
+        std::env::temp_dir().join(format!("compare-{}-{side}.json", std::process::id()))
+    };
+    let traces = Traces {
+        rust: file("rust"),
+        python: file("python"),
+    };
+    let options = options
+        .iter()
+        .filter(|o| *o != "--timeline")
+        .cloned()
+        .collect();
+    (options, Some(traces))
 }
 
 #[cfg(test)]

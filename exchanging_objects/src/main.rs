@@ -43,6 +43,8 @@ struct Args {
     /// Kill (SIGKILL) the consumer that takes item I, while it waits for its next item.
     #[arg(long, value_name = "I", value_parser = clap::value_parser!(u64).range(0..160_000))]
     kill_consumer_at: Option<u64>,
+    #[command(flatten)]
+    show: demo_kit::timeline::Options,
 }
 
 /// The longest the parent waits for the consumer that takes the item to be killed.
@@ -112,6 +114,7 @@ fn squarer(mut numbers: Connection, mut squares: Connection) -> anyhow::Result<(
 
 fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
+    demo_kit::timeline::begin(&args.show);
     let total = args.producers * args.items;
     if let Some(at) = args.kill_consumer_at.filter(|&at| at >= total) {
         demo_kit::cli::usage_error(&format!(

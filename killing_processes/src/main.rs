@@ -27,6 +27,8 @@ struct Args {
     /// How long to let the process run before sending the signal, in milliseconds.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     delay_ms: u64,
+    #[command(flatten)]
+    show: demo_kit::timeline::Options,
 }
 
 /// How to stop the process.
@@ -56,6 +58,7 @@ fn py_bool(value: bool) -> &'static str {
 
 fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
+    demo_kit::timeline::begin(&args.show);
 
     let mut p = Process::new(foo);
     println!("Process before execution: {p} {}", py_bool(p.is_alive()));

@@ -28,6 +28,8 @@ struct Args {
     /// How many random numbers each process appends to its list.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=20_000_000))]
     count: u64,
+    #[command(flatten)]
+    show: demo_kit::timeline::Options,
 }
 
 fn my_func(
@@ -58,6 +60,7 @@ fn written(shared: &SharedArray<f64>) -> usize {
 
 fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
+    demo_kit::timeline::begin(&args.show);
     let count = args.count as usize;
     let start_time = Instant::now();
     let out_list: Rc<RefCell<Vec<f64>>> = Rc::default();

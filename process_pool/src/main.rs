@@ -48,6 +48,8 @@ struct Args {
     /// Measure the pool (tasks per second, speed-up, start-up) instead.
     #[arg(long)]
     bench: bool,
+    #[command(flatten)]
+    show: demo_kit::timeline::Options,
 }
 
 /// The input whose task kills its worker (-1: none). Set before `Pool::new`, so that
@@ -85,6 +87,7 @@ fn main() -> Result<(), demo_kit::cli::Report> {
     if args.bench {
         return Ok(bench::run()?);
     }
+    demo_kit::timeline::begin(&args.show);
     if let Some(crash_at) = args.crash_at {
         if crash_at >= args.inputs {
             demo_kit::cli::usage_error(&format!(

@@ -60,6 +60,8 @@ struct Args {
     /// Generations per measurement with --bench.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     generations: u64,
+    #[command(flatten)]
+    show: demo_kit::timeline::Options,
 }
 
 /// A time as Python's `str(datetime.fromtimestamp(t))` shows it, in local time.
@@ -130,6 +132,7 @@ fn main() -> Result<(), demo_kit::cli::Report> {
     if args.bench {
         return Ok(bench::run(args.generations as usize)?);
     }
+    demo_kit::timeline::begin(&args.show);
     let with_barrier = args.with_barrier as usize;
     let parties = args.parties.map_or(with_barrier, |p| p as usize);
 

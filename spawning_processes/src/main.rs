@@ -28,6 +28,8 @@ struct Args {
     /// Start and join each process before starting the next (no parallelism).
     #[arg(long)]
     sequential: bool,
+    #[command(flatten)]
+    show: demo_kit::timeline::Options,
 }
 
 fn my_func(i: usize, unit: usize) {
@@ -41,6 +43,7 @@ fn my_func(i: usize, unit: usize) {
 
 fn main() -> Result<(), demo_kit::cli::Report> {
     let args: Args = demo_kit::cli::parse();
+    demo_kit::timeline::begin(&args.show);
     let unit = args.unit as usize;
     let start_time = std::time::Instant::now();
 

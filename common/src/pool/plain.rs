@@ -156,6 +156,7 @@ fn run_plain_chunk<T: Plain, R: Plain>(
             std::slice::from_raw_parts_mut(outputs as *mut R, count),
         )
     };
+    progress.begin(count);
     let mut offset = 0;
     let ran = panic::catch_unwind(AssertUnwindSafe(|| {
         for (output, &input) in outputs.iter_mut().zip(inputs) {

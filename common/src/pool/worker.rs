@@ -18,6 +18,7 @@ use super::Data;
 use super::wire::{REPLY_HEADER, ReplyHeader, STATUS_FAILED, STATUS_OK, TASK_HEADER, TaskHeader};
 use crate::shm::SharedArray;
 use crate::sys;
+use crate::timeline::{self, What};
 
 /// A function a worker can run on one input: implemented for plain function pointers.
 pub(super) trait Task: Copy + 'static {
@@ -105,6 +106,7 @@ fn run_chunk<F: Task>(
         offset: 0,
         message: format!("cannot decode the inputs: {error}"),
     })?;
+    progress.begin(inputs.len());
     let mut outputs = Vec::with_capacity(inputs.len());
     for (offset, input) in inputs.into_iter().enumerate() {
         progress.record(offset as u64);
@@ -161,6 +163,14 @@ impl Progress {
 
     pub(super) fn record(&self, offset: u64) {
         self.store(self.start + offset + 1);
+    }
+
+    /// Notes on the timeline that this worker begins a chunk of `count` inputs.
+    pub(super) fn begin(&self, count: usize) {
+        timeline::note(What::ChunkStarted {
+            first: self.start,
+            count: count as u64,
+        });
     }
 }
 
@@ -222,6 +232,7 @@ pub(super) fn worker_loop(setup: WorkerSetup) -> io::Result<()> {
         progress.start = task.start;
         let outcome = runner(task.task as usize, &payload, &progress);
         progress.store(0);
+        timeline::note(What::ChunkEnded { first: task.start });
         let reply = match outcome {
             Ok(mut reply) => ReplyHeader::write(&mut reply, task.call, task.chunk, STATUS_OK, 0)
                 .map(|()| reply)

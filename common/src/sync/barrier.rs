@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::shm::{Segment, ShmError};
 use crate::sys;
+use crate::timeline::{self, What};
 
 const COUNT_MASK: u64 = (1 << 31) - 1;
 const BROKEN: u64 = 1 << 31;
@@ -590,6 +591,18 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<usize, BarrierError> {
+        timeline::note(What::BarrierArrived);
+        let passed = self.pass(deadline);
+        timeline::note(match passed {
+            Ok(_) => What::BarrierPassed,
+            Err(_) => What::BarrierBroke,
+        });
+        passed
+    }
+
+    /// The barrier's part of [`Barrier::wait_until`], between the arrival and the
+    /// departure it records.
+    fn pass(&self, deadline: Option<Instant>) -> Result<usize, BarrierError> {
         let (index, generation) = match self.arrive(deadline)? {
             Arrival::Released(index) => return Ok(index),
             Arrival::Counted { index, generation } => (index, generation),
