@@ -18,6 +18,9 @@ use common::{Process, current_process};
 /// runs on a 2-core machine, all its numbers or none); `--wait-ms 500` gives it the
 /// time, every run. `--no-daemons` lets both finish. Here a daemonic child also dies
 /// when the parent is killed (`kill -9`), which Python does not promise.
+///
+/// `--timeline` draws the daemon's life cut short by an `X` (SIGTERM) while the other
+/// runs its full second.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

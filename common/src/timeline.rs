@@ -37,7 +37,12 @@ use std::time::Duration;
 use crate::sys;
 
 /// How many events the log holds (64 bytes each: 4 MiB of address space, of which
-/// only the pages written are ever backed by memory).
+/// only the pages written are ever backed by memory). Past it, events are counted in
+/// [`Recording::lost`] instead.
+///
+/// ```
+/// assert!(common::timeline::CAPACITY >= 4096, "room for a demo's events");
+/// ```
 pub const CAPACITY: usize = 1 << 16;
 
 /// Frequent events (a lock taken or released) stop being recorded once the log is this
@@ -82,6 +87,11 @@ struct Log {
 static LOG: AtomicPtr<Log> = AtomicPtr::new(null_mut());
 
 /// Why the recording could not start.
+///
+/// ```
+/// let error = common::timeline::TimelineError::Map { code: libc::ENOMEM };
+/// assert_eq!(error.to_string(), "cannot map the timeline's log (os error 12)");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TimelineError {
@@ -171,6 +181,18 @@ fn now() -> u64 {
 }
 
 /// What happened.
+///
+/// ```
+/// use common::timeline::{self, What};
+///
+/// timeline::record()?;
+/// let barrier = common::Barrier::new(1)?;
+/// barrier.wait()?;
+/// let mine: Vec<What> = timeline::recorded().events.into_iter()
+///     .filter(|e| e.pid == std::process::id()).map(|e| e.what).collect();
+/// assert!(mine.ends_with(&[What::BarrierArrived, What::BarrierPassed]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum What {
@@ -295,6 +317,18 @@ impl What {
 }
 
 /// One recorded event.
+///
+/// ```
+/// use common::timeline::{self, What};
+///
+/// timeline::record()?;
+/// drop(common::Lock::new()?.acquire()?);
+/// let events = timeline::recorded().events;
+/// let taken = events.iter().find(|e| e.what == What::LockAcquired).unwrap();
+/// assert_eq!(taken.pid, std::process::id());
+/// assert!(events.iter().any(|e| e.what == What::LockReleased && e.at >= taken.at));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// When, since [`record`] was called.
@@ -318,6 +352,12 @@ impl fmt::Display for Event {
 }
 
 /// What [`recorded`] read from the log.
+///
+/// ```
+/// let nothing = common::timeline::recorded(); // never recording in this process
+/// assert!(nothing.events.is_empty());
+/// assert_eq!((nothing.lost, nothing.elapsed), (0, std::time::Duration::ZERO));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recording {
     /// The events, oldest first.

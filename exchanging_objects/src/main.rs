@@ -28,6 +28,8 @@ use common::{Process, current_process};
 /// Python's queue holds a lock while a consumer waits in `get()`; when the killed
 /// consumer is the one holding it, every other consumer waits forever (its Python
 /// twin gives up after 5 s and says so).
+///
+/// `--timeline` draws each producer's and consumer's life on one time axis.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

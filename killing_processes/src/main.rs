@@ -18,6 +18,8 @@ use common::process::Signal;
 /// `--signal kill` (exit code -9), and `--delay-ms 2500` to let the target print a few
 /// lines before the signal arrives. With `--signal int` the Rust child dies of SIGINT
 /// (-2) while Python's raises `KeyboardInterrupt` and exits with 1.
+///
+/// `--timeline` draws the child's life ending in an `X` where the signal killed it.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

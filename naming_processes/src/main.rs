@@ -22,6 +22,9 @@ use common::{Process, current_process};
 /// `multiprocessing.Array`) the parent sees. Try `--count 20000000` and watch
 /// `ps -o pid,comm` (or `top`) while it runs: the OS shows each child under its process
 /// name, cut to 15 bytes (`do_something pr`).
+///
+/// `--timeline` draws both children on one time axis: their bars overlap, they ran at
+/// the same time.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

@@ -22,6 +22,9 @@ mod bench;
 /// the dead worker at once. `--inputs 100000 --time` shows when a pool is slower than
 /// a loop: squaring a number is far cheaper than sending it to a worker and its
 /// square back. `--bench` measures the pool next to Python's.
+///
+/// `--timeline` draws which worker ran which chunk (a letter each), and `--trace FILE`
+/// writes the same for Perfetto.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

@@ -29,6 +29,9 @@ mod bench;
 /// counter that many times under the Lock, and `--no-lock` without it: then updates
 /// are lost. `--bench` measures the barrier instead, next to a `pthread_barrier_t`
 /// and Python's `Barrier`.
+///
+/// `--timeline` draws p1 waiting at the barrier (`.`) until p2 arrives, and who held
+/// the Lock (`#`).
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {

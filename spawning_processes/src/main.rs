@@ -16,6 +16,8 @@ use common::workload::do_something;
 /// order is then fixed, and nothing runs in parallel. Try both with `--unit 2000000`
 /// and compare the total time printed at the end: on two cores the sequential run takes
 /// about twice as long.
+///
+/// `--timeline` draws it: bars over each other, or a staircase with `--sequential`.
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
