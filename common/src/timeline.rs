@@ -308,12 +308,12 @@ impl What {
             _ => return None,
         })
     }
+}
 
-    /// Whether the event is frequent enough to yield its room to the others when the
-    /// log fills up.
-    fn is_frequent(&self) -> bool {
-        matches!(self, What::LockAcquired | What::LockReleased)
-    }
+/// Whether an event of this kind is frequent enough to yield its room to the others
+/// when the log fills up (a lock taken or released).
+fn is_frequent(kind: u32) -> bool {
+    matches!(kind, 9 | 10)
 }
 
 /// One recorded event.
@@ -374,7 +374,31 @@ pub struct Recording {
 pub(crate) fn note(what: What) {
     let log = LOG.load(Ordering::Relaxed);
     if !log.is_null() {
-        write(log, &what);
+        // Encoded here, so that `write` sees plain numbers: for an event without a
+        // payload (a lock's), nothing of `what` is left to drop on this path.
+        let (kind, a, b, text) = what.encode();
+        write(log, kind, a, b, text);
+    }
+}
+
+/// The events without a payload, noted on hot paths (a lock's, a barrier's): a
+/// plain number, so that noting one builds nothing and leaves nothing to drop.
+#[derive(Clone, Copy, Debug)]
+#[repr(u32)]
+pub(crate) enum Mark {
+    BarrierArrived = 6,
+    BarrierPassed = 7,
+    BarrierBroke = 8,
+    LockAcquired = 9,
+    LockReleased = 10,
+}
+
+/// As [`note`], for an event without a payload.
+#[inline(always)]
+pub(crate) fn mark(mark: Mark) {
+    let log = LOG.load(Ordering::Relaxed);
+    if !log.is_null() {
+        write(log, mark as u32, 0, 0, "");
     }
 }
 
@@ -384,16 +408,19 @@ pub(crate) fn note(what: What) {
 pub(crate) fn note_with(make: impl FnOnce() -> What) {
     let log = LOG.load(Ordering::Relaxed);
     if !log.is_null() {
-        write(log, &make());
+        let what = make();
+        let (kind, a, b, text) = what.encode();
+        write(log, kind, a, b, text);
     }
 }
 
 #[cold]
-fn write(log: *mut Log, what: &What) {
+#[inline(never)]
+fn write(log: *mut Log, kind: u32, a: i64, b: i64, text: &str) {
     // SAFETY: a non-null LOG points to a mapping made by `record` and never unmapped
     // (in this process or in the one it was forked from, at the same address).
     let log = unsafe { &*log };
-    if what.is_frequent() && log.next.load(Ordering::Relaxed) >= FREQUENT_LIMIT {
+    if is_frequent(kind) && log.next.load(Ordering::Relaxed) >= FREQUENT_LIMIT {
         log.skipped.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -404,7 +431,6 @@ fn write(log: *mut Log, what: &What) {
     else {
         return;
     };
-    let (kind, a, b, text) = what.encode();
     let mut len = text.len().min(TEXT);
     while !text.is_char_boundary(len) {
         len -= 1;

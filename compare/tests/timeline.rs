@@ -21,10 +21,12 @@ fn root() -> PathBuf {
 struct TraceFile(PathBuf);
 
 impl TraceFile {
+    /// A name of its own: the tests run at the same time, some of them the same demo.
     fn new(label: &str) -> TraceFile {
-        TraceFile(
-            std::env::temp_dir().join(format!("timeline-test-{}-{label}.json", std::process::id())),
-        )
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        TraceFile(std::env::temp_dir().join(format!("timeline-test-{pid}-{n}-{label}.json")))
     }
 }
 
@@ -217,12 +219,15 @@ fn the_barrier_holds_p1_back_until_p2_arrives() {
                 .iter()
                 .all(|s| !matches!(s.activity, Activity::BarrierWait { .. }))
         );
-        // Each barrier process printed its line under the Lock.
-        for name in ["p1 - test_with_barrier", "p2 - test_with_barrier"] {
+        // Each barrier process printed its line under the Lock, once it had passed.
+        for (name, left) in [
+            ("p1 - test_with_barrier", p1_left),
+            ("p2 - test_with_barrier", p2_left),
+        ] {
             let held = named(&t, name)
                 .spans
                 .iter()
-                .any(|s| s.activity == Activity::LockHeld && s.start >= p1_left - 1_000.0);
+                .any(|s| s.activity == Activity::LockHeld && s.start >= left);
             assert!(held, "{side:?}: {name} never held the Lock: {t:#?}");
         }
     }

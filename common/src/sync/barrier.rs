@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::shm::{Segment, ShmError};
 use crate::sys;
-use crate::timeline::{self, What};
+use crate::timeline::{self, Mark};
 
 const COUNT_MASK: u64 = (1 << 31) - 1;
 const BROKEN: u64 = 1 << 31;
@@ -591,11 +591,11 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Result<usize, BarrierError> {
-        timeline::note(What::BarrierArrived);
+        timeline::mark(Mark::BarrierArrived);
         let passed = self.pass(deadline);
-        timeline::note(match passed {
-            Ok(_) => What::BarrierPassed,
-            Err(_) => What::BarrierBroke,
+        timeline::mark(match passed {
+            Ok(_) => Mark::BarrierPassed,
+            Err(_) => Mark::BarrierBroke,
         });
         passed
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::shm::{Segment, ShmError};
 use crate::sys;
-use crate::timeline::{self, What};
+use crate::timeline::{self, Mark};
 
 /// The longest a waiter sleeps before it tries the lock again (see the module doc).
 const RETRY: Duration = Duration::from_millis(100);
@@ -440,7 +440,7 @@ impl Lock {
             0 => {
                 shared.holder.store(sys::pid(), Ordering::Relaxed);
                 shared.depth.store(1, Ordering::Relaxed);
-                timeline::note(What::LockAcquired);
+                timeline::mark(Mark::LockAcquired);
                 Ok(guard())
             }
             libc::EDEADLK if reentrant => {
@@ -456,7 +456,7 @@ impl Lock {
                 // SAFETY: this process holds the mutex (EOWNERDEAD), which is what
                 // `pthread_mutex_consistent` requires.
                 unsafe { libc::pthread_mutex_consistent(self.mutex()) };
-                timeline::note(What::LockAcquired);
+                timeline::mark(Mark::LockAcquired);
                 Err(LockError::OwnerDied(OwnerDied {
                     pid: (dead != 0).then_some(dead),
                     guard: guard(),
@@ -529,7 +529,7 @@ impl Drop for LockGuard {
         shared.depth.store(0, Ordering::Relaxed);
         shared.holder.store(0, Ordering::Relaxed);
         // Noted while still held: the next holder's acquisition is noted after it.
-        timeline::note(What::LockReleased);
+        timeline::mark(Mark::LockReleased);
         // SAFETY: the guard exists only while this process holds the mutex.
         unsafe {
             libc::pthread_mutex_unlock(self.lock.mutex());
