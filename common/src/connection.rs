@@ -202,6 +202,11 @@ pub fn pipe_one_way() -> Result<(Connection, Connection), ConnectionError> {
     ))
 }
 
+/// Whether this process (or the one it was forked from) ever opened an end: until
+/// then, a start need not look at [`OPEN_ENDS`], whose lock would write to a page the
+/// last fork shared (a page fault).
+static EVER_OPENED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The descriptors of the ends open in this process.
 static OPEN_ENDS: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
 
@@ -221,7 +226,7 @@ pub(crate) struct Handover {
 impl Handover {
     /// `None` when no end is open: then there is nothing to hand over.
     pub(crate) fn before_fork() -> std::io::Result<Option<Handover>> {
-        if open_ends().is_empty() {
+        if !EVER_OPENED.load(std::sync::atomic::Ordering::Relaxed) || open_ends().is_empty() {
             return Ok(None);
         }
         let (read, write) = sys::pipe()?;
@@ -328,6 +333,7 @@ pub struct Connection {
 
 impl Connection {
     fn new(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
+        EVER_OPENED.store(true, std::sync::atomic::Ordering::Relaxed);
         open_ends().push(fd.as_raw_fd());
         Connection {
             fd: Some(fd),

@@ -33,6 +33,7 @@ use std::fmt;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -244,7 +245,43 @@ impl<E: fmt::Display> TargetResult for Result<(), E> {
     }
 }
 
-type Target = Box<dyn FnOnce() -> Result<(), String>>;
+/// A process's target, boxed. Not a boxed `FnOnce`: calling one frees the box, and
+/// in a forked child that free (or any write to the heap) copies the allocator's
+/// pages (a page fault each) for nothing, since the child leaves with `_exit` right
+/// after. A child runs its target with [`RunOnce::run_in_place`] instead, which reads
+/// the closure out of the box and writes nothing there.
+type Target = Box<dyn RunOnce>;
+
+trait RunOnce {
+    /// Runs the closure, read out of `self`.
+    ///
+    /// # Safety
+    /// Once only, and `self` must then never be used or dropped again (the forked
+    /// child forgets it, and leaves with `_exit`): the closure has moved out.
+    unsafe fn run_in_place(&mut self) -> Result<(), String>;
+}
+
+/// A closure kept for [`RunOnce`]; dropped normally when it never ran (the parent's
+/// copy, or a process never started).
+struct OnceTarget<F>(std::mem::ManuallyDrop<F>);
+
+impl<F: FnOnce() -> R, R: TargetResult> RunOnce for OnceTarget<F> {
+    unsafe fn run_in_place(&mut self) -> Result<(), String> {
+        // SAFETY: the caller runs this once and never touches `self` again, so the
+        // closure read here is not used or dropped twice. `take` reads; it writes
+        // nothing into the box.
+        let target = unsafe { std::mem::ManuallyDrop::take(&mut self.0) };
+        target().into_outcome()
+    }
+}
+
+impl<F> Drop for OnceTarget<F> {
+    fn drop(&mut self) {
+        // SAFETY: a `OnceTarget` that is dropped never ran (see `run_in_place`'s contract),
+        // so it still holds its closure, dropped here once.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.0) }
+    }
+}
 
 /// A child process running a closure: Python's `multiprocessing.Process`.
 ///
@@ -299,7 +336,7 @@ impl Process {
         let identity = {
             let mut current = current();
             current.created += 1;
-            let mut identity = current.identity.clone();
+            let mut identity = current.identity.to_vec();
             identity.push(current.created);
             identity
         };
@@ -308,8 +345,8 @@ impl Process {
             name: format!("Process-{}", numbers.join(":")),
             daemon: false,
             identity,
-            parent: unistd::getpid(),
-            target: Some(Box::new(move || target().into_outcome())),
+            parent: Pid::from_raw(sys::pid() as i32),
+            target: Some(Box::new(OnceTarget(std::mem::ManuallyDrop::new(target)))),
             child: None,
         }
     }
@@ -405,7 +442,7 @@ impl Process {
         }
         ensure_single_threaded()?;
         reap_finished_children();
-        register_exit_hook();
+        prepare_first_start();
         if self.target.is_none() {
             return Err(ProcessError::AlreadyStarted {
                 name: self.name.clone(),
@@ -418,15 +455,15 @@ impl Process {
                 code: e.raw_os_error().unwrap_or(libc::EIO),
             })?;
         let target = self.target.take().expect("checked just above");
-        // Made here, in the parent: in the child, an allocation or a write to `self`
-        // would copy a page (a page fault, about 2 µs each) to no purpose.
-        let setup = ChildSetup {
-            name: self.name.clone(),
-            os_name,
-            identity: self.identity.clone(),
+        // Made and registered before the fork, its pid set after: an allocation after
+        // the fork would write to the allocator's pages, which the fork has just shared
+        // with the child (a page fault each, about 2 µs).
+        let mut child = Arc::new(Child {
+            pid: Pid::from_raw(0),
             daemon: self.daemon,
-            parent: self.parent,
-        };
+            exitcode: OnceLock::new(),
+        });
+        children().reserve(1);
         sys::flush_std();
 
         // SAFETY: the process is single-threaded (checked just above), so no other
@@ -441,25 +478,36 @@ impl Process {
                 if let Some(handover) = handover {
                     handover.in_child();
                 }
+                // SAFETY: in the child, `self` is never moved, changed or dropped: the
+                // child does not return from `start` (`run_child` leaves with `_exit`),
+                // and `start` holds `self` borrowed mutably all along, so no code of
+                // the target can reach it. Its name and identity stay where they are,
+                // valid, for the rest of the child's life. Borrowed rather than copied:
+                // a copy made in the child would write to the allocator's pages (a page
+                // fault each); one made in the parent would be freed there after the
+                // fork (the same).
+                let (name, identity) = unsafe { (forever(&self.name), forever(&self.identity)) };
+                let setup = ChildSetup {
+                    name,
+                    os_name,
+                    identity,
+                    daemon: self.daemon,
+                    parent: self.parent,
+                };
                 run_child(setup, target)
             }
-            Ok(ForkResult::Parent { child }) => {
+            Ok(ForkResult::Parent { child: pid }) => {
                 // The parent's copy of the target (and of what it captured) goes now.
                 drop(target);
-                drop(setup);
                 if let Some(handover) = handover {
                     handover.in_parent();
                 }
                 timeline::note_with(|| What::Started {
-                    child: child.as_raw() as u32,
+                    child: pid.as_raw() as u32,
                     name: self.name.clone(),
                     daemon: self.daemon,
                 });
-                let child = Arc::new(Child {
-                    pid: child,
-                    daemon: self.daemon,
-                    exitcode: OnceLock::new(),
-                });
+                Arc::get_mut(&mut child).expect("not shared yet").pid = pid;
                 children().push(Arc::clone(&child));
                 self.child = Some(child);
                 Ok(())
@@ -602,7 +650,8 @@ impl Process {
     }
 
     fn check_owner(&self) -> Result<(), ProcessError> {
-        if self.parent == unistd::getpid() {
+        // The cached pid: `getpid` is a system call, and this runs on every call.
+        if self.parent.as_raw() as u32 == sys::pid() {
             Ok(())
         } else {
             Err(ProcessError::NotOwner {
@@ -762,20 +811,49 @@ pub fn kill_current(signal: Signal) -> Result<(), ProcessError> {
 /// The calling process's own identity, as its `Process` gave it in the parent.
 struct Current {
     name: Cow<'static, str>,
-    identity: Vec<u32>,
+    identity: Cow<'static, [u32]>,
     created: u32,
     daemon: bool,
 }
 
-static CURRENT: Mutex<Current> = Mutex::new(Current {
-    name: Cow::Borrowed("MainProcess"),
-    identity: Vec::new(),
-    created: 0,
-    daemon: false,
-});
+/// What a process knows of itself, and all that a forked child writes at its start
+/// (the pid cache, the flag saying it is a child, its identity, its empty registry of
+/// children), side by side: the copy-on-write then costs the child one page fault,
+/// not one per static (about 2 µs each, on every start).
+#[repr(C, align(256))]
+pub(crate) struct ThisProcess {
+    /// This process's pid, cached (see `sys::pid`).
+    pub(crate) pid: AtomicU32,
+    /// Whether this process was forked by `Process::start`.
+    forked: AtomicBool,
+    current: Mutex<Current>,
+    /// The children started by this process and not reaped yet.
+    children: Mutex<Vec<Arc<Child>>>,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<ThisProcess>() <= 256,
+    "one aligned block"
+);
+
+static THIS: ThisProcess = ThisProcess {
+    pid: AtomicU32::new(0),
+    forked: AtomicBool::new(false),
+    current: Mutex::new(Current {
+        name: Cow::Borrowed("MainProcess"),
+        identity: Cow::Borrowed(&[]),
+        created: 0,
+        daemon: false,
+    }),
+    children: Mutex::new(Vec::new()),
+};
+
+pub(crate) fn this_process() -> &'static ThisProcess {
+    &THIS
+}
 
 fn current() -> MutexGuard<'static, Current> {
-    CURRENT.lock().unwrap_or_else(PoisonError::into_inner)
+    THIS.current.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A started child, shared by its `Process` and the registry of children that the
@@ -786,11 +864,8 @@ struct Child {
     exitcode: OnceLock<i32>,
 }
 
-/// The children started by this process and not reaped yet.
-static CHILDREN: Mutex<Vec<Arc<Child>>> = Mutex::new(Vec::new());
-
 fn children() -> MutexGuard<'static, Vec<Arc<Child>>> {
-    CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
+    THIS.children.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Child {
@@ -884,6 +959,9 @@ impl Child {
 /// child has ended (one `waitid` that reaps nothing) instead of asking each child, so
 /// that a start costs the same with 4 live children or 256.
 fn reap_finished_children() {
+    if children().is_empty() {
+        return; // none of ours to reap: no need to ask the kernel
+    }
     while let Some(pid) = sys::an_ended_child() {
         let ended = children()
             .iter()
@@ -916,26 +994,44 @@ fn shutdown_children() {
     }
 }
 
-extern "C" fn exit_hook() {
+/// What `exit()` runs, registered once, at the first start, and inherited by every
+/// child forked since. In the process that registered it, it handles the children
+/// left (Python's exit function). In a forked child (a target that calls
+/// `std::process::exit(code)`), it handles the child's own children, flushes its
+/// output and leaves at once with `_exit(code)`: the exit handlers registered before
+/// it (the parent's, copied by the fork) are not the child's to run, and it runs
+/// before them (handlers run last-registered first). Python's children end with
+/// `os._exit` too. Registered in the parent rather than in each child: registering
+/// writes to three or four of libc's pages, each copied in the child (a page fault,
+/// 2 µs or more each, on every start).
+extern "C" fn exit_handler(code: libc::c_int, _: *mut libc::c_void) {
+    // (The exit handler is shared: see `prepare_first_start`.)
     shutdown_children();
+    if this_process().forked.load(Ordering::Relaxed) {
+        timeline::note(What::Exiting { code });
+        sys::exit_now(code)
+    }
 }
 
-/// The exit handler of a forked child (see `run_child`): its own children are handled,
-/// its output flushed, and it leaves at once with `code`.
-extern "C" fn child_exit_handler(code: libc::c_int, _: *mut libc::c_void) {
-    shutdown_children();
-    timeline::note(What::Exiting { code });
-    sys::exit_now(code)
-}
-
-fn register_exit_hook() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // SAFETY: `exit_hook` is an `extern "C" fn()` that never unwinds (it ignores
-        // every error), which is all `atexit` requires of its argument.
-        unsafe {
-            libc::atexit(exit_hook);
-        }
+/// What the first start sets up, for this process and every child forked since: the
+/// exit handler, and a panic hook that reports a child's panic as Python prints a
+/// child's exception (`Process NAME:` and the panic) and leaves the parent's own
+/// panics to the hook that was there before. Both are set here, once, rather than in
+/// each child, where setting them would copy libc's and std's pages (a page fault each,
+/// on every start). A hook set later, after the first start, replaces this one in the
+/// children started after it too: they then report with it.
+fn prepare_first_start() {
+    static PREPARE: Once = Once::new();
+    PREPARE.call_once(|| {
+        sys::on_exit(exit_handler);
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if THIS.forked.load(Ordering::Relaxed) {
+                child_panic_hook(info);
+            } else {
+                previous(info);
+            }
+        }));
     });
 }
 
@@ -952,12 +1048,23 @@ fn ensure_single_threaded() -> Result<(), ProcessError> {
 
 /// What a forked child needs to know about itself.
 struct ChildSetup {
-    name: String,
+    name: &'static str,
     /// The name the kernel keeps, NUL-terminated.
     os_name: [u8; 16],
-    identity: Vec<u32>,
+    identity: &'static [u32],
     daemon: bool,
     parent: Pid,
+}
+
+/// `value`, borrowed for the rest of the process's life.
+///
+/// # Safety
+/// `value` must stay where it is, unchanged and not dropped, for the rest of the
+/// process's life (in a forked child that never returns into its parent's code, the
+/// parent's frames are such places).
+unsafe fn forever<T: ?Sized>(value: &T) -> &'static T {
+    // SAFETY: the caller promises that the referent outlives every use of the result.
+    unsafe { &*std::ptr::from_ref(value) }
 }
 
 /// Writes a failure report to stderr in one `write`, so that the reports of children
@@ -1003,7 +1110,7 @@ fn is_output_failure(payload: &(dyn std::any::Any + Send)) -> bool {
 /// This process's name, for a report (`?` if the name's lock is taken: a report must
 /// not wait).
 fn current_name() -> String {
-    match CURRENT.try_lock() {
+    match THIS.current.try_lock() {
         Ok(current) => current.name.to_string(),
         Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner().name.to_string(),
         Err(std::sync::TryLockError::WouldBlock) => "?".to_string(),
@@ -1023,7 +1130,7 @@ fn child_panic_hook(info: &panic::PanicHookInfo<'_>) {
 /// children, flush, and `_exit` without returning into the parent's code.
 fn run_child(setup: ChildSetup, target: Target) -> ! {
     timeline::note_with(|| What::Running {
-        name: setup.name.clone(),
+        name: setup.name.to_string(),
     });
     if setup.daemon {
         // The kernel kills a daemonic child when its parent dies, even by SIGKILL.
@@ -1038,24 +1145,26 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
     }
     {
         let mut current = current();
-        current.name = Cow::Owned(setup.name);
-        current.identity = setup.identity;
+        current.name = Cow::Borrowed(setup.name);
+        current.identity = Cow::Borrowed(setup.identity);
         current.created = 0;
         current.daemon = setup.daemon;
     }
     // The parent's children are the parent's to join, not ours. Forgotten rather than
     // dropped: dropping would write to each one's count, a copied page per few of them.
     std::mem::forget(std::mem::take(&mut *children()));
-    // A target may leave with `std::process::exit(code)`: that runs the exit handlers
-    // registered so far, the parent's among them, which are not the child's to run.
-    // Handlers run last-registered first, so this one runs before all of those, does
-    // what the child's own exit needs, and leaves with `_exit(code)` (Python's children
-    // end with `os._exit` too).
-    sys::on_exit(child_exit_handler);
+    // A target may leave with `std::process::exit(code)`: `exit_handler`, registered
+    // by the parent, takes this flag to mean that it runs in a child.
+    this_process().forked.store(true, Ordering::Relaxed);
 
-    // A function, not a closure holding the name: boxing it allocates nothing.
-    panic::set_hook(Box::new(child_panic_hook));
-    let code = match panic::catch_unwind(AssertUnwindSafe(target)) {
+    // The panic hook set at the first start reports a panic here (see
+    // `prepare_first_start`). The box stays: freeing it would copy the allocator's
+    // pages for nothing.
+    let mut target = std::mem::ManuallyDrop::new(target);
+    // SAFETY: run once; `target` is never used again nor dropped (ManuallyDrop, and the
+    // child leaves with `_exit` below).
+    let run = AssertUnwindSafe(|| unsafe { target.run_in_place() });
+    let code = match panic::catch_unwind(run) {
         Ok(Ok(())) => 0,
         Ok(Err(message)) => {
             let name = current_name();

@@ -15,6 +15,9 @@ use nix::unistd::Pid;
 /// asks this every time. `/proc/self/status` is read only if the count looks wrong.
 pub(crate) fn thread_count() -> Result<usize, String> {
     use std::os::unix::fs::MetadataExt;
+    if surely_single_threaded() {
+        return Ok(1);
+    }
     let links = std::fs::metadata("/proc/self/task")
         .map_err(|e| e.to_string())?
         .nlink();
@@ -28,6 +31,28 @@ pub(crate) fn thread_count() -> Result<usize, String> {
                 .and_then(|count| count.trim().parse().ok())
                 .ok_or_else(|| "no Threads: line".to_string())
         }
+    }
+}
+
+/// Whether glibc says that this process has never had a second thread
+/// (`__libc_single_threaded`, glibc 2.32 and later: true at the start, false from the
+/// first `pthread_create` on, and, in the glibc versions so far, never true again).
+/// True is a sound answer without a system call; false means "ask the kernel", since
+/// the other threads may have ended since.
+fn surely_single_threaded() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            static __libc_single_threaded: libc::c_char;
+        }
+        // SAFETY: glibc defines this byte for the life of the process; only glibc
+        // writes it, and only when this process creates a thread, which cannot happen
+        // concurrently with this read when the value read is true (one thread).
+        unsafe { std::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
     }
 }
 
@@ -62,11 +87,12 @@ pub(crate) fn on_exit(handler: extern "C" fn(libc::c_int, *mut libc::c_void)) {
     }
 }
 
-/// Flushes Rust's stdout and stderr, so that `fork()` does not copy unwritten output
-/// into the child (which would print it a second time).
+/// Flushes Rust's stdout, so that `fork()` does not copy unwritten output into the
+/// child (which would print it a second time), and so that a child's output is out
+/// before it leaves. (Rust's stderr has no buffer: flushing it would only take its
+/// lock, a write to a page that the fork shared, for nothing.)
 pub(crate) fn flush_std() {
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
 }
 
 /// Cuts `name` to the 15 bytes the kernel keeps as a thread's name (`/proc/PID/comm`),
@@ -339,24 +365,33 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// This process's pid, cached: a `Lock` records its holder and a `Barrier` its waiting
 /// parties on every call, and `getpid` is a system call. A `pthread_atfork` handler
-/// refreshes the cache in every forked child, whoever forks.
+/// clears the cache in every forked child, whoever forks.
 pub(crate) fn pid() -> u32 {
     static REGISTER: std::sync::Once = std::sync::Once::new();
     REGISTER.call_once(|| {
-        extern "C" fn refresh() {
-            PID.store(std::process::id(), Ordering::Relaxed);
+        extern "C" fn forget() {
+            crate::process::this_process()
+                .pid
+                .store(0, Ordering::Relaxed);
         }
-        refresh();
-        // SAFETY: `refresh` is an `extern "C" fn()` that only stores an integer, so it
+        // SAFETY: `forget` is an `extern "C" fn()` that only stores an integer, so it
         // is safe to run in a freshly forked child; the other two handlers are absent.
         unsafe {
-            libc::pthread_atfork(None, None, Some(refresh));
+            libc::pthread_atfork(None, None, Some(forget));
         }
     });
-    PID.load(Ordering::Relaxed)
+    // A forked child learns its pid when it first asks (0: not known yet), so that a
+    // child that never asks makes no system call for it.
+    let cached = &crate::process::this_process().pid;
+    match cached.load(Ordering::Relaxed) {
+        0 => {
+            let pid = std::process::id();
+            cached.store(pid, Ordering::Relaxed);
+            pid
+        }
+        pid => pid,
+    }
 }
-
-static PID: AtomicU32 = AtomicU32::new(0);
 
 /// Whether process `pid` has ended (reaped, or a zombie waiting to be reaped).
 pub(crate) fn has_exited(pid: u32) -> bool {

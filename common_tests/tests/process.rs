@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Running, is_running, pids_after, proc_stat, run, wait_until};
+use test_support::{Finished, Running, is_running, pids_after, proc_stat, run, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -237,26 +237,49 @@ fn exit_in_a_child_keeps_its_code_and_skips_the_parents_exit_handlers() {
     assert_eq!(lines[2], format!("atexit handler ran in {parent}"));
 }
 
-#[test]
-fn start_refuses_to_fork_when_the_thread_count_cannot_be_read() {
-    // A mount namespace whose /proc is an empty tmpfs: /proc/self/status is missing.
+/// Runs the fixture's `scenario` where /proc is an empty tmpfs (a mount namespace of
+/// its own): /proc/self/task and /proc/self/status are missing.
+fn without_proc(scenario: &str) -> Finished {
     let fixture = env!("CARGO_BIN_EXE_process_fixture");
     let done = run(
         Command::new("unshare").args([
             "--mount",
             "sh",
             "-c",
-            &format!("mount -t tmpfs none /proc && exec {fixture} start"),
+            &format!("mount -t tmpfs none /proc && exec {fixture} {scenario}"),
         ]),
         LIMIT,
     );
     assert_eq!(done.code(), 0, "{}", done.stderr);
+    done
+}
+
+#[test]
+fn start_refuses_to_fork_when_the_thread_count_cannot_be_read() {
+    // A thread has run: glibc no longer vouches for one thread, and /proc cannot say.
+    let done = without_proc("start-after-a-thread");
     assert!(
         done.stdout
             .starts_with("cannot fork: unable to tell whether this process runs other threads"),
         "{}",
         done.stdout
     );
+}
+
+#[test]
+fn a_process_that_never_had_a_thread_starts_without_proc() {
+    // glibc's `__libc_single_threaded` vouches for it: no need to ask /proc.
+    let done = without_proc("start");
+    assert_eq!(done.lines(), ["started, exit code 0"]);
+}
+
+#[test]
+fn a_thread_that_has_ended_does_not_block_a_start() {
+    let done = run(
+        Command::new(env!("CARGO_BIN_EXE_process_fixture")).arg("start-after-a-thread"),
+        LIMIT,
+    );
+    assert_eq!(done.lines(), ["started, exit code 0"], "{}", done.stderr);
 }
 
 #[test]

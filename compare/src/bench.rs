@@ -114,6 +114,23 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
         }
         rows.push(row);
     }
+    if wanted("start-join-faults") {
+        let mut row = Row::new(
+            "start-join-faults",
+            "start + join: page faults, parent and child",
+            "faults",
+            false,
+        );
+        let count = scale(500, 100);
+        for rep in 0..reps {
+            progress(&row.key, rep);
+            row.rust
+                .push(measure::page_faults(count, measure::start_join)?);
+            row.floor
+                .push(measure::page_faults(count, measure::fork_waitpid)?);
+        }
+        rows.push(row);
+    }
     if wanted("start-join-256") {
         let mut row = Row::new(
             "start-join-256",
@@ -240,7 +257,12 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
             true,
         );
         let mut speedup = Row::new("pool-speedup", "Pool(2), CPU-heavy tasks", "x", true);
-        let mut startup = Row::new("pool-startup", "Pool(2) start-up", "ms", false);
+        let mut startup = Row::new(
+            "pool-startup",
+            "Pool(2) start-up, floor: forking 2 children",
+            "ms",
+            false,
+        );
         let inputs_text = inputs.to_string();
         for rep in 0..reps {
             progress("pool", rep);
@@ -254,6 +276,9 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
                 .rust
                 .push(numbers.heavy_sequential.as_secs_f64() / numbers.heavy_pooled.as_secs_f64());
             startup.rust.push(numbers.startup.as_secs_f64() * 1e3);
+            startup
+                .floor
+                .push(measure::fork_children(2)?.as_secs_f64() * 1e3);
             let py = ["--workers", "2", "--inputs", inputs_text.as_str()];
             if let Some((rate, start)) = python_second("bench_pool.py", &py, 1e3) {
                 map.python.push(rate / 1e6);
@@ -344,7 +369,7 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
     }
     if rows.is_empty() {
         demo_kit::cli::usage_error(&format!(
-            "no row starts with {:?}; rows: start-join, lock-1, lock-1-robust, lock-2, \
+            "no row starts with {:?}; rows: start-join, start-join-faults, start-join-256, lock-1, lock-1-robust, lock-2, \
              lock-2-robust, barrier-2, barrier-4, barrier-2-loaded, barrier-2-loaded-worst, pool-map, pool-map-plain, pool-speedup, pool-startup, \
              queue-8, queue-4k, pipe-rtt, demo-NAME, demo-NAME-rss",
             options.only.as_deref().unwrap_or_default()

@@ -197,6 +197,61 @@ pub fn start_join_among(live: usize, count: u32) -> anyhow::Result<Duration> {
     cost
 }
 
+/// The minor page faults (copies on write, mostly) that `run` causes, in this process
+/// and in the children it reaps, per each of its `count` operations.
+///
+/// # Errors
+/// When `run` fails.
+pub fn page_faults(
+    count: u32,
+    run: impl FnOnce(u32) -> anyhow::Result<Duration>,
+) -> anyhow::Result<f64> {
+    let faults = || {
+        let mut total = 0;
+        for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+            // SAFETY: getrusage writes into the zeroed struct it is given.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: as above; `who` is a valid selector.
+            unsafe { libc::getrusage(who, &mut usage) };
+            total += usage.ru_minflt;
+        }
+        total
+    };
+    let before = faults();
+    run(count)?;
+    Ok((faults() - before) as f64 / f64::from(count.max(1)))
+}
+
+/// The floor of a pool's start-up: the time to fork `children` children (each leaves
+/// with `_exit` at once; they are reaped after the clock stops), best of five.
+///
+/// # Errors
+/// When `fork` fails.
+pub fn fork_children(children: usize) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut pids = Vec::with_capacity(children);
+        for _ in 0..children {
+            // SAFETY: as in `fork_waitpid`: single-threaded, and the child only calls
+            // `_exit`.
+            match unsafe { libc::fork() } {
+                -1 => anyhow::bail!("fork: {}", std::io::Error::last_os_error()),
+                // SAFETY: `_exit` ends the child at once.
+                0 => unsafe { libc::_exit(0) },
+                pid => pids.push(pid),
+            }
+        }
+        best = best.min(started.elapsed());
+        for pid in pids {
+            let mut status = 0;
+            // SAFETY: waits for our own child, writing its status to a live int.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+    }
+    Ok(best)
+}
+
 /// The floor of [`start_join`]: `fork`, `_exit(0)` in the child, `waitpid`.
 ///
 /// # Errors

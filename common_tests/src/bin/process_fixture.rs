@@ -30,6 +30,12 @@ fn main() -> Result<(), ProcessError> {
         "child-sees-parent" => child_sees_parent(),
         "child-exit" => child_exit(),
         "start" => start(),
+        "start-after-a-thread" => {
+            // A thread that has ended: the process is single-threaded again, but
+            // glibc's flag no longer says so; only the kernel can tell.
+            std::thread::spawn(|| ()).join().expect("the thread ran");
+            start()
+        }
         "start-after-a-failed-handover" => start_after_a_failed_handover(),
         other => {
             eprintln!("process_fixture: unknown scenario {other:?}");
