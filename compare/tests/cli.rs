@@ -185,3 +185,66 @@ fn a_real_difference_exits_1_and_is_marked() {
         done.stdout
     );
 }
+
+#[test]
+fn timeline_draws_both_runs_one_under_the_other_on_one_scale() {
+    let args = [
+        "processes_barrier",
+        "--",
+        "--stagger-ms",
+        "200",
+        "--timeline",
+    ];
+    let Some(done) = compare(&args) else {
+        return;
+    };
+    assert_eq!(done.code(), 0, "{}\n{}", done.stdout, done.stderr);
+    let (_, drawings) = done
+        .stdout
+        .split_once("\nRust:\nTimeline: ")
+        .unwrap_or_else(|| panic!("no Rust timeline: {}", done.stdout));
+    let (rust, python) = drawings
+        .split_once("\nPython:\nTimeline: ")
+        .unwrap_or_else(|| panic!("no Python timeline under it: {}", done.stdout));
+    // One scale: the same column width and the same axis, whichever run was longer.
+    let scale = |drawing: &str| {
+        drawing
+            .lines()
+            .take(3)
+            .map(|l| {
+                l.split_once(" in all, ")
+                    .map_or(l.to_string(), |(_, rest)| rest.to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(scale(rust), scale(python), "{}", done.stdout);
+    for drawing in [rust, python] {
+        let p1 = drawing
+            .lines()
+            .find(|l| l.starts_with("p1 - test_with_barrier"));
+        assert!(p1.is_some_and(|row| row.contains("[....")), "{drawing}");
+        assert!(
+            drawing.lines().all(|l| l.chars().count() <= 80),
+            "{drawing}"
+        );
+    }
+    // The demo itself ran without --timeline: no drawing in its output columns.
+    assert_eq!(
+        done.stdout.matches("Timeline: ").count(),
+        2,
+        "{}",
+        done.stdout
+    );
+    let leftovers = std::fs::read_dir(std::env::temp_dir())
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("compare-")
+                        && (name.ends_with("-rust.json") || name.ends_with("-python.json"))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "trace files left in the temporary folder");
+}
