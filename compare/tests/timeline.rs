@@ -582,3 +582,51 @@ fn python_builds_and_draws_the_timeline_as_rust_does() {
     assert_eq!(python, rust);
     assert_eq!(drawing, rust.draw(rust.length, false));
 }
+
+/// Runs `command` (a shell line) on a pseudo-terminal (`script`), with `NO_COLOR` set
+/// to `no_color` or unset; what it printed.
+fn on_a_terminal(command: &str, no_color: Option<&str>) -> String {
+    let mut script = Command::new("script");
+    script
+        .args(["-qec", command, "/dev/null"])
+        .current_dir(root().join("python"))
+        .env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let done = run(&mut script, Duration::from_secs(60));
+    assert_eq!(done.code(), 0, "{command}: {}{}", done.stdout, done.stderr);
+    done.stdout
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let rust = Path::new(env!("CARGO_BIN_EXE_compare"))
+        .parent()
+        .expect("a folder")
+        .join("killing_processes");
+    let commands = [
+        format!("{} --timeline", rust.display()),
+        "python3 killing_processes.py --timeline".to_string(),
+    ];
+    for command in &commands {
+        let coloured = on_a_terminal(command, None);
+        assert!(
+            coloured.contains("\x1b[1;31mX\x1b[0m"),
+            "{command}: {coloured}"
+        );
+        for no_color in ["1", "yes"] {
+            let plain = on_a_terminal(command, Some(no_color));
+            assert!(
+                !plain.contains('\x1b'),
+                "{command} NO_COLOR={no_color}: {plain:?}"
+            );
+            assert!(plain.contains("SIGTERM -15"), "{command}: {plain}");
+        }
+        // An empty NO_COLOR does not count (https://no-color.org).
+        assert!(
+            on_a_terminal(command, Some("")).contains('\x1b'),
+            "{command}"
+        );
+    }
+}
