@@ -25,7 +25,7 @@ pub struct Options {
     #[arg(long)]
     pub timeline: bool,
     /// After the run, write its events to FILE in the Chrome Trace Event Format (open it
-    /// in https://ui.perfetto.dev or chrome://tracing).
+    /// at ui.perfetto.dev or in chrome://tracing).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
 }
