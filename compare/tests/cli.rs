@@ -222,7 +222,12 @@ fn timeline_draws_both_runs_one_under_the_other_on_one_scale() {
         let p1 = drawing
             .lines()
             .find(|l| l.starts_with("p1 - test_with_barrier"));
-        assert!(p1.is_some_and(|row| row.contains("[....")), "{drawing}");
+        // Held at the barrier for most of the run (Python's p1 may take a column or
+        // two to get there).
+        assert!(
+            p1.is_some_and(|row| row.contains("[") && row.contains(&".".repeat(30))),
+            "{drawing}"
+        );
         assert!(
             drawing.lines().all(|l| l.chars().count() <= 80),
             "{drawing}"
