@@ -44,10 +44,9 @@ enum Side {
 
 const SIDES: [Side; 2] = [Side::Rust, Side::Python];
 
-/// Runs `demo` with `args` and `--trace`, and returns the trace's JSON and stdout.
-fn traced(side: Side, demo: &str, args: &[&str]) -> (Value, String) {
-    let file = TraceFile::new(&format!("{demo}-{side:?}"));
-    let mut command = match side {
+/// The command that runs `demo` on `side`, without options.
+fn demo_command(side: Side, demo: &str) -> Command {
+    match side {
         Side::Rust => {
             let binary = Path::new(env!("CARGO_BIN_EXE_compare"))
                 .parent()
@@ -63,7 +62,13 @@ fn traced(side: Side, demo: &str, args: &[&str]) -> (Value, String) {
                 .arg(format!("{demo}.py"));
             command
         }
-    };
+    }
+}
+
+/// Runs `demo` with `args` and `--trace`, and returns the trace's JSON and stdout.
+fn traced(side: Side, demo: &str, args: &[&str]) -> (Value, String) {
+    let file = TraceFile::new(&format!("{demo}-{side:?}"));
+    let mut command = demo_command(side, demo);
     command.args(args).arg("--trace").arg(&file.0);
     let done = run(&mut command, Duration::from_secs(60));
     let at = format!("{side:?} {demo} {args:?}: {}{}", done.stdout, done.stderr);
@@ -345,20 +350,7 @@ fn every_demo_writes_a_trace_with_one_track_per_process() {
 fn the_drawing_is_printed_after_the_output_in_80_columns() {
     for side in SIDES {
         let file = TraceFile::new(&format!("drawing-{side:?}"));
-        let mut command = match side {
-            Side::Rust => Command::new(
-                Path::new(env!("CARGO_BIN_EXE_compare"))
-                    .parent()
-                    .expect("a folder")
-                    .join("killing_processes"),
-            ),
-            Side::Python => {
-                let mut c = Command::new("python3");
-                c.current_dir(root().join("python"))
-                    .arg("killing_processes.py");
-                c
-            }
-        };
+        let mut command = demo_command(side, "killing_processes");
         command.args(["--timeline", "--trace"]).arg(&file.0);
         let done = run(&mut command, Duration::from_secs(60));
         assert_eq!(done.code(), 0, "{side:?}: {}", done.stderr);
@@ -393,20 +385,7 @@ fn the_drawing_is_printed_after_the_output_in_80_columns() {
 #[test]
 fn a_trace_file_that_cannot_be_written_is_bad_input() {
     for side in SIDES {
-        let mut command = match side {
-            Side::Rust => Command::new(
-                Path::new(env!("CARGO_BIN_EXE_compare"))
-                    .parent()
-                    .expect("a folder")
-                    .join("naming_processes"),
-            ),
-            Side::Python => {
-                let mut c = Command::new("python3");
-                c.current_dir(root().join("python"))
-                    .arg("naming_processes.py");
-                c
-            }
-        };
+        let mut command = demo_command(side, "naming_processes");
         command.args(["--trace", "/nonexistent/folder/trace.json"]);
         let done = run(&mut command, Duration::from_secs(60));
         assert_eq!(done.code(), 2, "{side:?}: {}", done.stderr);

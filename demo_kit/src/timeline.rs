@@ -275,20 +275,6 @@ impl Timeline {
                     let activity = Activity::BarrierWait { passed: false };
                     open.insert((event.pid, 0), (at, activity));
                 }
-                What::BarrierPassed | What::BarrierBroke => {
-                    if let Some((start, _)) = open.remove(&(event.pid, 0)) {
-                        let passed = event.what == What::BarrierPassed;
-                        let activity = Activity::BarrierWait { passed };
-                        let span = Span {
-                            activity,
-                            start,
-                            end: at,
-                        };
-                        track(&mut tracks, &mut order, event.pid, start)
-                            .spans
-                            .push(span);
-                    }
-                }
                 What::LockAcquired => {
                     open.insert((event.pid, 1), (at, Activity::LockHeld));
                 }
@@ -299,9 +285,19 @@ impl Timeline {
                     };
                     open.insert((event.pid, 2), (at, activity));
                 }
-                What::LockReleased | What::ChunkEnded { .. } => {
-                    let key = (event.pid, u8::from(event.what != What::LockReleased) + 1);
-                    if let Some((start, activity)) = open.remove(&key) {
+                What::BarrierPassed
+                | What::BarrierBroke
+                | What::LockReleased
+                | What::ChunkEnded { .. } => {
+                    let slot = match event.what {
+                        What::BarrierPassed | What::BarrierBroke => 0,
+                        What::LockReleased => 1,
+                        _ => 2,
+                    };
+                    if let Some((start, mut activity)) = open.remove(&(event.pid, slot)) {
+                        if let Activity::BarrierWait { passed } = &mut activity {
+                            *passed = event.what == What::BarrierPassed;
+                        }
                         let span = Span {
                             activity,
                             start,
