@@ -455,9 +455,9 @@ impl Process {
                 code: e.raw_os_error().unwrap_or(libc::EIO),
             })?;
         let target = self.target.take().expect("checked just above");
-        // Made and registered before the fork, its pid set after: an allocation after
-        // the fork would write to the allocator's pages, which the fork has just shared
-        // with the child (a page fault each, about 2 µs).
+        // Made before the fork, with room kept for it in the registry, its pid set
+        // after: an allocation after the fork would write to the allocator's pages,
+        // which the fork has just shared with the child (a page fault each, 2 µs or more).
         let mut child = Arc::new(Child {
             pid: Pid::from_raw(0),
             daemon: self.daemon,
