@@ -4,20 +4,14 @@
 //! threads). Each mirrors a test of CPython's `_test_multiprocessing.py` where there is
 //! one, and adds the cases where Python hangs.
 
-use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Finished, field, run};
+use test_support::{Finished, field, run_fixture};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn fixture(args: &[&str]) -> Finished {
-    let done = run(
-        Command::new(env!("CARGO_BIN_EXE_exchange_fixture")).args(args),
-        LIMIT,
-    );
-    assert_eq!(done.code(), 0, "{args:?}: {}\n{}", done.stdout, done.stderr);
-    done
+    run_fixture(env!("CARGO_BIN_EXE_exchange_fixture"), args, LIMIT)
 }
 
 fn line(done: &Finished) -> &str {

@@ -4,21 +4,15 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Finished, Running, field, is_running, pids_after, proc_stat, run, wait_until};
+use test_support::{
+    Finished, Running, field, is_running, pids_after, proc_stat, run_fixture, wait_until,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const BIN: &str = env!("CARGO_BIN_EXE_pool_fixture");
 
 fn fixture(scenario: &str) -> Finished {
-    let done = run(Command::new(BIN).arg(scenario), LIMIT);
-    assert_eq!(
-        done.code(),
-        0,
-        "{scenario}: {}\n{}",
-        done.stdout,
-        done.stderr
-    );
-    done
+    run_fixture(BIN, &[scenario], LIMIT)
 }
 
 #[test]

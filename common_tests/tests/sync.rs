@@ -6,17 +6,14 @@
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Finished, Running, field, leaked_segments, run, shm_entries, wait_until};
+use test_support::{
+    Finished, Running, field, leaked_segments, run, run_fixture, shm_entries, wait_until,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn fixture(args: &[&str]) -> Finished {
-    let done = run(
-        Command::new(env!("CARGO_BIN_EXE_sync_fixture")).args(args),
-        LIMIT,
-    );
-    assert_eq!(done.code(), 0, "{args:?}: {}\n{}", done.stdout, done.stderr);
-    done
+    run_fixture(env!("CARGO_BIN_EXE_sync_fixture"), args, LIMIT)
 }
 
 #[test]

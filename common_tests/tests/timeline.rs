@@ -1,24 +1,16 @@
 //! Multi-process tests of `common::timeline`, run through the single-threaded
 //! `timeline_fixture` binary (a test must not fork on the harness's threads).
 
-use std::process::Command;
 use std::time::Duration;
 
-use test_support::{Finished, run};
+use test_support::{Finished, run_fixture};
 
 fn fixture(scenario: &str) -> Finished {
-    let done = run(
-        Command::new(env!("CARGO_BIN_EXE_timeline_fixture")).arg(scenario),
+    run_fixture(
+        env!("CARGO_BIN_EXE_timeline_fixture"),
+        &[scenario],
         Duration::from_secs(60),
-    );
-    assert_eq!(
-        done.code(),
-        0,
-        "{scenario}: {}\n{}",
-        done.stdout,
-        done.stderr
-    );
-    done
+    )
 }
 
 /// The events of `role`, in order, without the role.

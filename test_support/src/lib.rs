@@ -218,6 +218,14 @@ pub fn run(command: &mut Command, limit: Duration) -> Finished {
     Running::spawn(command).finish(limit)
 }
 
+/// Runs the fixture program `bin` with `args`, as [`run`], and checks that it succeeded
+/// (exit code 0), showing the arguments and both outputs when it did not.
+pub fn run_fixture(bin: &str, args: &[&str], limit: Duration) -> Finished {
+    let done = run(Command::new(bin).args(args), limit);
+    assert_eq!(done.code(), 0, "{args:?}: {}\n{}", done.stdout, done.stderr);
+    done
+}
+
 fn send(target: i32, signal: i32) {
     // SAFETY: kill(2) takes two integers and touches no memory of ours.
     unsafe {
