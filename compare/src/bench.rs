@@ -278,7 +278,7 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
             startup.rust.push(numbers.startup.as_secs_f64() * 1e3);
             startup
                 .floor
-                .push(measure::fork_children(2)?.as_secs_f64() * 1e3);
+                .push(numbers.startup_floor.as_secs_f64() * 1e3);
             let py = ["--workers", "2", "--inputs", inputs_text.as_str()];
             if let Some((rate, start)) = python_second("bench_pool.py", &py, 1e3) {
                 map.python.push(rate / 1e6);

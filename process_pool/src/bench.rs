@@ -49,6 +49,12 @@ pub fn run() -> anyhow::Result<()> {
         millis(ours.startup),
         python.map_or("n/a".into(), |p| format!("{:.3}", millis(p.startup))),
     );
+    println!(
+        "{:<44} {:>14.3} {:>14}",
+        format!("  (the floor: forking {WORKERS} bare children, ms)"),
+        millis(ours.startup_floor),
+        "",
+    );
     Ok(())
 }
 
