@@ -192,16 +192,19 @@ pub(crate) fn grow_pipe(fd: &OwnedFd, size: libc::c_int) {
     let _ = (fd, size);
 }
 
-/// Makes reads and writes on `fd` wait (`true`) or return `WouldBlock` instead
-/// (`false`).
-pub(crate) fn set_blocking(fd: BorrowedFd<'_>, blocking: bool) -> std::io::Result<()> {
+/// Makes reads and writes on an end of a [`pipe`] wait (`true`) or return
+/// `WouldBlock` instead (`false`).
+///
+/// One system call, not a read of the flags and a write: `F_SETFL` ignores the access
+/// mode, and `O_NONBLOCK` is the only status flag our pipes ever carry, so the new flags
+/// are known without asking. (Not for a descriptor that may carry `O_APPEND` or
+/// `O_ASYNC`: they would be cleared.)
+pub(crate) fn set_pipe_blocking(fd: BorrowedFd<'_>, blocking: bool) -> std::io::Result<()> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags =
-        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?);
     let flags = if blocking {
-        flags - OFlag::O_NONBLOCK
+        OFlag::empty()
     } else {
-        flags | OFlag::O_NONBLOCK
+        OFlag::O_NONBLOCK
     };
     fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
     Ok(())
@@ -516,6 +519,27 @@ pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pipe_end_switches_between_waiting_and_not() {
+        use std::io::{Read, Write};
+        let (read, write) = pipe().unwrap();
+        let mut reader = std::fs::File::from(read);
+        let mut writer = std::fs::File::from(write);
+        set_pipe_blocking(reader.as_fd(), false).unwrap();
+        set_pipe_blocking(writer.as_fd(), false).unwrap();
+        let mut byte = [0u8];
+        let empty = reader.read(&mut byte).unwrap_err();
+        assert_eq!(empty.kind(), std::io::ErrorKind::WouldBlock);
+        // The access modes are untouched: the write end still writes, the read end reads.
+        writer.write_all(b"x").unwrap();
+        assert_eq!(reader.read(&mut byte).unwrap(), 1);
+        set_pipe_blocking(reader.as_fd(), true).unwrap();
+        // SAFETY: F_GETFL takes a descriptor, which `reader` keeps open.
+        let flags = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "waiting again");
+        assert_eq!(flags & libc::O_ACCMODE, libc::O_RDONLY);
+    }
 
     #[test]
     fn os_name_is_cut_to_fifteen_bytes() {

@@ -302,9 +302,9 @@ impl Dispatcher {
         process = process.with_name(name);
         process.start()?;
         let results = File::from(result_read);
-        sys::set_blocking(results.as_fd(), false)?;
+        sys::set_pipe_blocking(results.as_fd(), false)?;
         let tasks = File::from(task_write);
-        sys::set_blocking(tasks.as_fd(), false)?;
+        sys::set_pipe_blocking(tasks.as_fd(), false)?;
         Ok(Worker {
             process,
             tasks: Some(tasks),
@@ -770,7 +770,7 @@ impl Dispatcher {
         let sigpipe = sys::SigpipeHeldBack::new();
         for worker in &mut self.workers {
             if let Some(mut tasks) = worker.tasks.take() {
-                let _ = sys::set_blocking(tasks.as_fd(), true);
+                let _ = sys::set_pipe_blocking(tasks.as_fd(), true);
                 if tasks.write_all(&TaskHeader::stop()).is_err() {
                     sigpipe.consume();
                 }
