@@ -29,9 +29,8 @@ use serde::Serialize;
 
 use super::PoolError;
 use super::wire::{REPLY_HEADER, ReplyHeader, STATUS_OK, TASK_HEADER, TaskHeader};
-use super::worker::{INITIALIZING, Task, WorkerSetup, runner_of, worker_loop};
+use super::worker::{INITIALIZING, Slots, Task, WorkerSetup, runner_of, worker_loop};
 use crate::process::Process;
-use crate::shm::SharedArray;
 use crate::sys;
 
 /// The least room the parent makes for a read from a worker's pipe. The buffer grows
@@ -222,7 +221,7 @@ pub(super) struct Setup {
 /// The parent's whole view of the pool.
 pub(super) struct Dispatcher {
     workers: Vec<Worker>,
-    progress: SharedArray<u64>,
+    progress: Slots,
     queue: VecDeque<Chunk>,
     pub(super) jobs: HashMap<u64, Job>,
     next_call: u64,
@@ -237,10 +236,15 @@ pub(super) struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub(super) fn new(workers: usize, setup: Setup) -> Result<Dispatcher, PoolError> {
+    /// Forks `workers` workers, who record their progress in `progress`.
+    pub(super) fn new(
+        workers: usize,
+        setup: Setup,
+        progress: Slots,
+    ) -> Result<Dispatcher, PoolError> {
         let mut dispatcher = Dispatcher {
             workers: Vec::with_capacity(workers),
-            progress: SharedArray::new(workers)?,
+            progress,
             queue: VecDeque::new(),
             jobs: HashMap::new(),
             next_call: 0,
@@ -697,8 +701,8 @@ impl Dispatcher {
         let delivered = current
             .as_ref()
             .is_some_and(|chunk| worker.written == chunk.frame.len());
-        let at = self.progress.get(slot).unwrap_or(0);
-        let _ = self.progress.set(slot, 0);
+        let at = self.progress.get(slot);
+        self.progress.set(slot, 0);
         if at == INITIALIZING {
             // The initializer failed: every worker would do the same. Fail every job
             // now rather than fork replacements for ever.

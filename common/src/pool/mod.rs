@@ -343,9 +343,9 @@ impl PoolBuilder {
             max_tasks: self.max_tasks,
         };
         // Mapped before the workers are forked, so that they all see it.
-        let arena = plain::Arena::new()?;
+        let arena = plain::Arena::new(workers)?;
         Ok(Pool {
-            dispatcher: RefCell::new(Dispatcher::new(workers, setup)?),
+            dispatcher: RefCell::new(Dispatcher::new(workers, setup, arena.slots(workers))?),
             arena,
         })
     }
@@ -365,7 +365,7 @@ impl PoolBuilder {
 /// ```
 pub struct Pool {
     dispatcher: RefCell<Dispatcher>,
-    /// The shared memory of `map_plain`.
+    /// The shared memory of the workers' progress and of `map_plain`.
     arena: plain::Arena,
 }
 

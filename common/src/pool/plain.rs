@@ -11,18 +11,20 @@
 //! The parent copies a chunk's outputs out as soon as it and those before it are done,
 //! so its copying overlaps the workers' work.
 //!
-//! The arena is 64 MiB of address space, but memory is only reserved (in `/dev/shm`,
-//! where a full device is an error, not a SIGBUS) for what a call needs, the first time
-//! it needs it. A call with more inputs than fit is done in batches.
+//! The arena's first page holds the workers' progress slots (see `worker::Slots`). After
+//! it come 64 MiB of address space for the plain path, but memory is only reserved (in
+//! `/dev/shm`, where a full device is an error, not a SIGBUS) for what a call needs, the
+//! first time it needs it. A call with more inputs than fit is done in batches.
 
 use std::cell::Cell;
 use std::mem::{align_of, size_of};
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
 use super::dispatch::{Feeder, JobKind};
 use super::wire::REPLY_HEADER;
-use super::worker::{Failure, Progress, Runner};
+use super::worker::{Failure, Progress, Runner, Slots};
 use super::{Pool, PoolError};
 use crate::shm::{Plain, Segment, ShmError};
 use crate::sys;
@@ -33,27 +35,56 @@ pub(super) const ARENA_BYTES: usize = 64 << 20;
 /// Where the outputs of a batch start after its inputs: a cache line's alignment.
 const OUTPUT_ALIGN: usize = 64;
 
-/// The shared memory the plain path works in.
+/// The shared memory of the pool: the workers' progress [`Slots`] in its first
+/// page(s), then the plain path's inputs and outputs.
 pub(super) struct Arena {
-    segment: Segment,
+    segment: Arc<Segment>,
     fd: OwnedFd,
+    /// Where the plain path's bytes start: after the slots, on a page boundary.
+    data_at: usize,
     /// How many bytes from the start are reserved.
     reserved: Cell<usize>,
 }
 
 impl Arena {
-    /// Maps the arena, reserving nothing yet.
-    pub(super) fn new() -> Result<Arena, PoolError> {
-        let (segment, fd) = Segment::unreserved(ARENA_BYTES)?;
-        Ok(Arena {
-            segment,
+    /// Maps the arena with room for the progress slots of `workers` workers, and
+    /// reserves the slots.
+    pub(super) fn new(workers: usize) -> Result<Arena, PoolError> {
+        const PAGE: usize = 4096;
+        let size = workers
+            .checked_mul(size_of::<u64>())
+            .and_then(|bytes| bytes.checked_next_multiple_of(PAGE))
+            .and_then(|data_at| Some((data_at, data_at.checked_add(ARENA_BYTES)?)));
+        let (data_at, size) = size.ok_or(ShmError::TooLarge {
+            len: workers,
+            element_size: size_of::<u64>(),
+        })?;
+        let (segment, fd) = Segment::unreserved(size)?;
+        let arena = Arena {
+            segment: Arc::new(segment),
             fd,
+            data_at,
             reserved: Cell::new(0),
-        })
+        };
+        arena.reserve_from_start(data_at)?;
+        Ok(arena)
     }
 
-    /// Makes sure the first `len` bytes are reserved.
+    /// The workers' progress slots.
+    pub(super) fn slots(&self, workers: usize) -> Slots {
+        assert!(workers * size_of::<u64>() <= self.data_at);
+        // SAFETY: the first `data_at` bytes, `workers` words and more (just checked),
+        // were reserved by `new`, and the plain path only uses bytes after them.
+        unsafe { Slots::new(Arc::clone(&self.segment), workers) }
+    }
+
+    /// Makes sure the first `len` bytes of the plain path's room are reserved.
     fn reserve(&self, len: usize) -> Result<(), PoolError> {
+        self.reserve_from_start(self.data_at + len)
+    }
+
+    /// Makes sure the first `len` bytes of the segment are reserved.
+    fn reserve_from_start(&self, len: usize) -> Result<(), PoolError> {
         if len > self.reserved.get() {
             sys::reserve(&self.fd, len).map_err(|code| ShmError::Create { code })?;
             self.reserved.set(len);
@@ -61,8 +92,11 @@ impl Arena {
         Ok(())
     }
 
+    /// The first byte of the plain path's room (page-aligned).
     fn base(&self) -> *mut u8 {
-        self.segment.as_ptr()
+        // SAFETY: `data_at` is within the mapping, which is `data_at + ARENA_BYTES`
+        // bytes long.
+        unsafe { self.segment.as_ptr().add(self.data_at) }
     }
 }
 

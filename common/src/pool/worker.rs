@@ -12,11 +12,12 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Data;
 use super::wire::{REPLY_HEADER, ReplyHeader, STATUS_FAILED, STATUS_OK, TASK_HEADER, TaskHeader};
-use crate::shm::SharedArray;
+use crate::shm::Segment;
 use crate::sys;
 use crate::timeline::{self, What};
 
@@ -141,8 +142,51 @@ fn take_panic_message() -> String {
 /// worker dies, which input it was on: its slot holds `start + offset + 1` while it
 /// runs a chunk, [`INITIALIZING`] while it runs the pool's initializer, and 0 between
 /// chunks.
+///
+/// One `u64` a worker, at the start of the pool's arena (`plain::Arena`): one shared
+/// segment for the pool, not two (a segment costs nine system calls to make).
+#[derive(Clone)]
+pub(super) struct Slots {
+    /// The arena's segment; the slots are its first `count` words, reserved.
+    segment: Arc<Segment>,
+    count: usize,
+}
+
+impl Slots {
+    /// The first `count` words of `segment`.
+    ///
+    /// # Safety
+    /// The segment's first `count * 8` bytes must be reserved, and used for nothing
+    /// but these slots for as long as the segment lives.
+    pub(super) unsafe fn new(segment: Arc<Segment>, count: usize) -> Slots {
+        Slots { segment, count }
+    }
+
+    fn slot(&self, worker: usize) -> &AtomicU64 {
+        assert!(worker < self.count, "worker {worker} of {}", self.count);
+        // SAFETY: `worker` is a valid slot (just checked); the segment is page-aligned,
+        // so every slot is aligned for u64; its first `count` words are reserved for the
+        // slots alone (the contract of `new`) and mapped while `self.segment` lives. A
+        // worker is the only writer of its slot, and the parent reads it: atomics are
+        // the sound view of memory that other processes write.
+        unsafe { AtomicU64::from_ptr(self.segment.as_ptr().cast::<u64>().add(worker)) }
+    }
+
+    /// What `worker` last recorded.
+    pub(super) fn get(&self, worker: usize) -> u64 {
+        self.slot(worker).load(Ordering::Relaxed)
+    }
+
+    /// Records `value` for `worker` (a relaxed store is a plain store: cheap enough for
+    /// every input).
+    pub(super) fn set(&self, worker: usize, value: u64) {
+        self.slot(worker).store(value, Ordering::Relaxed);
+    }
+}
+
+/// A worker's own view of its slot, and the first input of the chunk it runs.
 pub(super) struct Progress {
-    slots: SharedArray<u64>,
+    slots: Slots,
     worker: usize,
     start: u64,
 }
@@ -152,13 +196,7 @@ pub(super) const INITIALIZING: u64 = u64::MAX;
 
 impl Progress {
     fn store(&self, value: u64) {
-        assert!(self.worker < self.slots.len());
-        // SAFETY: `worker` is a valid slot (just checked), the array's memory is aligned
-        // for u64 and mapped while `self.slots` lives, and this worker is the only
-        // writer of its slot: an atomic view of it is sound, and a relaxed store is a
-        // plain store, cheap enough for every input.
-        let slot = unsafe { AtomicU64::from_ptr(self.slots.as_ptr().add(self.worker)) };
-        slot.store(value, Ordering::Relaxed);
+        self.slots.set(self.worker, value);
     }
 
     pub(super) fn record(&self, offset: u64) {
@@ -178,7 +216,7 @@ impl Progress {
 pub(super) struct WorkerSetup {
     pub(super) tasks: OwnedFd,
     pub(super) results: OwnedFd,
-    pub(super) slots: SharedArray<u64>,
+    pub(super) slots: Slots,
     pub(super) worker: usize,
     pub(super) initializer: Option<Rc<dyn Fn()>>,
     /// Exit after this many chunks (Python's `maxtasksperchild`).
