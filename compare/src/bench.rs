@@ -231,10 +231,11 @@ fn measure_rows(options: &Options) -> anyhow::Result<Vec<Row>> {
         for rep in 0..reps {
             progress(&row.key, rep);
             let (ours, floor) = measure::with_busy_cotenants(2, || {
-                let ours = measure::worst_of(10, || measure::barrier_once(2, generations))?;
-                let floor =
-                    measure::worst_of(10, || measure::pthread_barrier_once(2, generations))?;
-                Ok((ours, floor))
+                measure::worst_in_turns(
+                    10,
+                    || measure::barrier_once(2, generations),
+                    || measure::pthread_barrier_once(2, generations),
+                )
             })?;
             row.rust.push(micros(ours));
             row.floor.push(micros(floor));

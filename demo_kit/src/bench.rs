@@ -118,18 +118,24 @@ pub fn pthread_barrier_once(parties: usize, generations: usize) -> anyhow::Resul
     })
 }
 
-/// The slowest of `windows` measurements in a row: the worst stretch a user meets,
-/// where a median hides it.
+/// The slowest of `windows` measurements of `ours` and of `floor`, taken in turns: the
+/// worst stretch a user meets, where a median hides it.
+///
+/// In turns, not all of one then all of the other: under load, where the kernel puts
+/// the co-tenants changes from one second to the next, and each side's worst window
+/// must meet the same weather.
 ///
 /// # Errors
-/// As `measure`.
-pub fn worst_of(
+/// As `ours` or `floor`.
+pub fn worst_in_turns(
     windows: usize,
-    mut measure: impl FnMut() -> anyhow::Result<Duration>,
-) -> anyhow::Result<Duration> {
-    let mut worst = Duration::ZERO;
+    mut ours: impl FnMut() -> anyhow::Result<Duration>,
+    mut floor: impl FnMut() -> anyhow::Result<Duration>,
+) -> anyhow::Result<(Duration, Duration)> {
+    let mut worst = (Duration::ZERO, Duration::ZERO);
     for _ in 0..windows {
-        worst = worst.max(measure()?);
+        worst.0 = worst.0.max(ours()?);
+        worst.1 = worst.1.max(floor()?);
     }
     Ok(worst)
 }
