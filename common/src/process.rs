@@ -1140,9 +1140,7 @@ fn run_child(setup: ChildSetup, target: Target) -> ! {
             sys::exit_now(1);
         }
     }
-    if let Ok(os_name) = std::ffi::CStr::from_bytes_until_nul(&setup.os_name) {
-        let _ = prctl::set_name(os_name);
-    }
+    sys::set_os_name(&setup.os_name);
     {
         let mut current = current();
         current.name = Cow::Borrowed(setup.name);

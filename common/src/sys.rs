@@ -108,6 +108,25 @@ pub(crate) fn os_name(name: &str) -> [u8; 16] {
     buffer
 }
 
+/// Gives the calling process the name that `ps` and `top` show (Linux's
+/// `PR_SET_NAME`), from a buffer made by [`os_name`].
+///
+/// `prctl` is called directly, not through `nix`: a freshly forked child has none of
+/// its parent's code pages mapped yet, so each function it calls for the first time
+/// may cost it a page fault, and `nix`'s wrapper (and its check of the string) were
+/// two of them.
+#[inline]
+pub(crate) fn set_os_name(name: &[u8; 16]) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_NAME reads at most 15 bytes from the pointer, up to a NUL, and
+    // `name` is 16 bytes long, borrowed for the call.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = name;
+}
+
 /// Opens a pidfd for `pid` (Linux 5.3 and later): it becomes readable when the process
 /// exits, so a wait with a timeout needs no polling loop. `None` where unsupported.
 pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
