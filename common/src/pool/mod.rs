@@ -1350,4 +1350,17 @@ mod error_tests {
         );
         assert!(std::error::Error::source(&error).is_none());
     }
+
+    #[test]
+    fn more_workers_than_memory_can_count_is_an_error_not_a_panic() {
+        // Refused before anything is forked: the workers' progress slots alone would not
+        // fit in the address space.
+        for workers in [usize::MAX, usize::MAX / 8 + 1] {
+            let outcome = Pool::new(workers);
+            assert!(
+                matches!(outcome, Err(PoolError::Shm(ShmError::TooLarge { len, .. })) if len == workers),
+                "{workers}: {outcome:?}"
+            );
+        }
+    }
 }
