@@ -345,7 +345,7 @@ impl PoolBuilder {
         // Mapped before the workers are forked, so that they all see it.
         let arena = plain::Arena::new(workers)?;
         Ok(Pool {
-            dispatcher: RefCell::new(Dispatcher::new(workers, setup, arena.slots(workers))?),
+            dispatcher: RefCell::new(Dispatcher::new(workers, setup, arena.slots())?),
             arena,
         })
     }

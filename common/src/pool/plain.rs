@@ -40,6 +40,8 @@ const OUTPUT_ALIGN: usize = 64;
 pub(super) struct Arena {
     segment: Arc<Segment>,
     fd: OwnedFd,
+    /// How many progress slots the segment starts with.
+    workers: usize,
     /// Where the plain path's bytes start: after the slots, on a page boundary.
     data_at: usize,
     /// How many bytes from the start are reserved.
@@ -63,6 +65,7 @@ impl Arena {
         let arena = Arena {
             segment: Arc::new(segment),
             fd,
+            workers,
             data_at,
             reserved: Cell::new(0),
         };
@@ -71,11 +74,10 @@ impl Arena {
     }
 
     /// The workers' progress slots.
-    pub(super) fn slots(&self, workers: usize) -> Slots {
-        assert!(workers * size_of::<u64>() <= self.data_at);
-        // SAFETY: the first `data_at` bytes, `workers` words and more (just checked),
-        // were reserved by `new`, and the plain path only uses bytes after them.
-        unsafe { Slots::new(Arc::clone(&self.segment), workers) }
+    pub(super) fn slots(&self) -> Slots {
+        // SAFETY: `new` reserved the first `data_at` bytes, `workers` words at least,
+        // and the plain path only uses the bytes after them.
+        unsafe { Slots::new(Arc::clone(&self.segment), self.workers) }
     }
 
     /// Makes sure the first `len` bytes of the plain path's room are reserved.
