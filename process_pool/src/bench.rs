@@ -28,6 +28,18 @@ pub fn run() -> anyhow::Result<()> {
         )),
     );
     println!(
+        "{:<44} {:>14.1} {:>14}",
+        "map_plain(square) over a slice, M tasks/s",
+        ours.map_plain_tasks_per_second / 1e6,
+        "",
+    );
+    println!(
+        "{:<44} {:>14.1} {:>14}",
+        "  (the floor: the loop alone, M tasks/s)",
+        demo_kit::bench::sequential_square(INPUTS) / 1e6,
+        "",
+    );
+    println!(
         "{:<44} {:>13.2}x {:>14}",
         format!("{HEAVY_TASKS} CPU-heavy tasks, speed-up on sequential"),
         ours.heavy_sequential.as_secs_f64() / ours.heavy_pooled.as_secs_f64(),
