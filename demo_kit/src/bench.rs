@@ -264,9 +264,12 @@ fn fork_children(children: usize) -> anyhow::Result<Duration> {
 /// # Errors
 /// When a fork or the pool fails.
 pub fn pool_startup(workers: usize) -> anyhow::Result<(Duration, Duration)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` only gives free heap memory back to the kernel; nothing
     // allocated is touched.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let mut ours = Duration::MAX;
     let mut floor = Duration::MAX;
     for _ in 0..5 {
