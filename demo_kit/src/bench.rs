@@ -233,23 +233,31 @@ pub fn page_faults(
 fn fork_children(children: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let mut pids = Vec::with_capacity(children);
+    let mut failed = None;
     for _ in 0..children {
         // SAFETY: as in `fork_waitpid`: single-threaded, and the child only calls
         // `_exit`.
         match unsafe { libc::fork() } {
-            -1 => anyhow::bail!("fork: {}", std::io::Error::last_os_error()),
+            -1 => {
+                failed = Some(std::io::Error::last_os_error());
+                break;
+            }
             // SAFETY: `_exit` ends the child at once.
             0 => unsafe { libc::_exit(0) },
             pid => pids.push(pid),
         }
     }
     let elapsed = started.elapsed();
+    // Reaped whatever happened: no zombie is left behind, not even after a failed fork.
     for pid in pids {
         let mut status = 0;
         // SAFETY: waits for our own child, writing its status to a live int.
         unsafe { libc::waitpid(pid, &mut status, 0) };
     }
-    Ok(elapsed)
+    match failed {
+        Some(error) => anyhow::bail!("fork: {error}"),
+        None => Ok(elapsed),
+    }
 }
 
 /// `Pool::new(workers)` and its floor, forking `workers` bare children, measured one
