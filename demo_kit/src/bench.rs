@@ -405,7 +405,7 @@ where
 /// Measured the way the maps are: the first run pays a page fault for every 4 KiB of
 /// its fresh result vector, the later ones reuse the memory the one before freed (glibc
 /// keeps it), and run four to five times faster. A single run made the loop look no
-/// faster than `map_plain`, which it is.
+/// faster than `map_plain`, when it is about four times faster.
 pub fn sequential_square(inputs: i64) -> f64 {
     let mut best = Duration::MAX;
     for _ in 0..7 {

@@ -188,9 +188,9 @@ impl Slots {
 /// A worker's own view of its slot, and the first input of the chunk it runs.
 pub(super) struct Progress {
     /// This worker's slot, found once: [`Progress::record`] runs for every input, and
-    /// finding the slot (a bounds check, the segment's address through the `shared_memory`
-    /// crate, which does not inline) cost more than the store: `map_plain(square)` spent
-    /// 43% of its workers' time there.
+    /// finding the slot there (a bounds check, and the segment's address through the
+    /// `shared_memory` crate, which does not inline) cost more than the store:
+    /// `map_plain(square)` spent 43% of its workers' time on it.
     slot: NonNull<AtomicU64>,
     /// Keeps the slot's segment mapped.
     _slots: Slots,
