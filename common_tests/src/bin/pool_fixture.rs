@@ -35,6 +35,7 @@ fn main() -> Result<()> {
         "max-tasks" => max_tasks(),
         "plain-equals" => plain_equals(),
         "plain-failures" => plain_failures(),
+        "first-replies" => first_replies(),
         other => bail!("unknown scenario {other:?}"),
     }
 }
@@ -629,5 +630,53 @@ fn plain_failures() -> Result<()> {
         }
     }
     println!("after: {:?}", pool.map_plain(square, &inputs[..5])?);
+    Ok(())
+}
+
+/// This process's minor page faults so far: each is a page of memory touched for the
+/// first time (or copied after a fork).
+fn minor_faults() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one `rusage` into the live, zeroed buffer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_minflt
+}
+
+thread_local! {
+    /// Where the four tasks of `first_replies` meet: made before the pool forks, so every
+    /// worker has it (a forked child's thread is a copy of its parent's).
+    static MEETING: std::cell::RefCell<Option<common::Barrier>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Waits until four tasks are running, each in its own worker, then says which worker.
+fn meet_then_say_who(_: u8) -> u32 {
+    MEETING.with(|meeting| {
+        let meeting = meeting.borrow();
+        let barrier = meeting.as_ref().expect("made before the pool");
+        barrier.wait().expect("the four tasks meet");
+    });
+    std::process::id()
+}
+
+/// A pool of four takes four tasks that can only end together, so each worker runs one
+/// and replies once: the page faults of the parent meanwhile (the pool's start-up
+/// included), and how many workers replied.
+fn first_replies() -> Result<()> {
+    let barrier = common::Barrier::new(4)?.timeout(Duration::from_secs(20));
+    MEETING.with(|meeting| *meeting.borrow_mut() = Some(barrier));
+    let before = minor_faults();
+    let pool = Pool::new(4)?;
+    let seen: Vec<u32> = pool.map_chunked(meet_then_say_who, 0..4, 1)?;
+    let faults = minor_faults() - before;
+    let replied = pool
+        .worker_pids()
+        .iter()
+        .filter(|pid| seen.contains(pid))
+        .count();
+    println!("replied={replied} faults={faults}");
     Ok(())
 }
